@@ -1,0 +1,49 @@
+"""dsda: source-free class unlearning (Wang et al., ICML 2025), tested and reproducible.
+
+Public surface (imported lazily, so `import dsda` is cheap and importing the method never pulls in
+the data module):
+
+    dsda.load_dataset(name, split)                      -> TensorDataset
+    dsda.get_profile(name)                              -> Profile
+    dsda.original_model(profile, seed=0)                -> Classifier (trained or loaded from cache)
+    dsda.retrain_model(profile, forget_classes, seed=0) -> Classifier (retrain-from-scratch oracle)
+    dsda.evaluate(model, profile, forget_classes)       -> {A_f, A_r, A_f_train, A_r_train, MIA, ...}
+    dsda.synthesize(model, classes, n_per_class, ...)   -> (x, y, diagnostics)   [AEGDS, stage 1]
+    dsda.unlearn(model, forget_classes, profile=...)    -> (unlearned_model, report)  [DSDA]
+    dsda.METHODS                                        -> every method with its data access
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_dataset": "data",
+    "class_split": "data",
+    "get_profile": "profiles",
+    "PROFILES": "profiles",
+    "build_model": "models",
+    "original_model": "train",
+    "retrain_model": "train",
+    "evaluate": "metrics",
+    "synthesize": "sampler",
+    "SamplerConfig": "sampler",
+    "unlearn": "unlearn",
+    "DamoConfig": "damo",
+    "METHODS": "baselines",
+    "run_method": "baselines",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'dsda' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

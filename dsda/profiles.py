@@ -1,0 +1,97 @@
+"""Named experiment profiles: which data, which model, which training recipe.
+
+- `smoke`: scikit-learn digits (8x8), a tiny CNN, a handful of epochs. Seconds; for tests.
+- `cpu`  : full Fashion-MNIST, the compact CNN. Minutes on 2 CPU cores; the default.
+- `paper`: CIFAR-10, ResNet-18, the paper's recipe (Adam, multi-step lr from 0.01). For a GPU.
+           `paper-cifar100` is the same on CIFAR-100 and `paper-fmnist` runs the paper's code path
+           (ResNet-18, same recipe) on Fashion-MNIST, for GPU machines without CIFAR on disk.
+
+This module imports no data and no method: profiles are plain, frozen configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .utils import check_choice
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How the original and the retrain-from-scratch models are trained (paper §5.1: Adam, multi-step lr)."""
+    epochs: int = 5                          # passes over the training split
+    batch_size: int = 256                    # paper: 256 for ResNet-18
+    lr: float = 0.01                         # paper: Adam starting at 0.01
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of all steps where lr *= gamma
+    gamma: float = 0.1                       # multi-step decay factor
+    weight_decay: float = 0.0                # Adam weight decay (paper: not stated)
+    hflip: bool = False                      # random horizontal flips
+    crop_pad: int = 0                        # random-crop padding in pixels (0 = off)
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"TrainRecipe.{name} must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainRecipe.lr must be positive, got {self.lr!r}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"TrainRecipe.milestones must be fractions in (0, 1), got {self.milestones!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    dataset: str                             # name understood by dsda.load_dataset
+    model: str                               # name understood by dsda.models.build_model
+    width: int                               # base channel count of the model
+    recipe: TrainRecipe = field(default_factory=TrainRecipe)
+    forget_classes: tuple[int, ...] = (0,)   # default single-class task
+    multi_forget_classes: tuple[int, ...] = (0, 1)  # default multi-class task (Table 2)
+    eval_classes: tuple[int, ...] = (0,)     # forget classes the notebooks sweep over
+    seeds: tuple[int, ...] = (0,)            # seeds the notebooks average over
+    eval_batch_size: int = 1024              # batch size for collecting probabilities
+    mia_max_train: int = 5000                # cap on attack-model training points per side (SVC cost)
+    device: str = "auto"                     # 'auto' = CUDA if present, else CPU
+
+    def replace(self, **changes) -> "Profile":
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", dataset="digits", model="cnn", width=8,
+        recipe=TrainRecipe(epochs=15, batch_size=64, lr=0.01, milestones=(0.6, 0.85)),
+        forget_classes=(3,), multi_forget_classes=(3, 8), eval_classes=(3,), seeds=(0,),
+        mia_max_train=1000,
+    ),
+    "cpu": Profile(
+        name="cpu", dataset="fashion_mnist", model="cnn", width=32,
+        recipe=TrainRecipe(epochs=4, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0,),
+    ),
+    "paper": Profile(
+        name="paper", dataset="cifar10", model="resnet18", width=64,
+        recipe=TrainRecipe(epochs=40, batch_size=256, lr=0.01, milestones=(0.5, 0.75), hflip=True, crop_pad=4),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=tuple(range(10)), seeds=(0, 1, 2),
+    ),
+    "paper-cifar100": Profile(
+        name="paper-cifar100", dataset="cifar100", model="resnet18", width=64,
+        recipe=TrainRecipe(epochs=200, batch_size=256, lr=0.01, milestones=(0.3, 0.6, 0.8), hflip=True, crop_pad=4),
+        # SSD's CIFAR-100 classes: baby (2), lamp (40), mushroom (51), rocket (69), sea (71)
+        forget_classes=(69,), multi_forget_classes=(69, 51), eval_classes=(2, 40, 51, 69, 71), seeds=(0, 1, 2),
+    ),
+    "paper-fmnist": Profile(
+        name="paper-fmnist", dataset="fashion_mnist", model="resnet18", width=64,
+        recipe=TrainRecipe(epochs=20, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0,),
+    ),
+}
+
+
+def get_profile(name: "str | Profile") -> Profile:
+    """Look up a profile by name (a Profile passes through unchanged)."""
+    if isinstance(name, Profile):
+        return name
+    check_choice("profile", name, PROFILES)
+    return PROFILES[name]
