@@ -21,6 +21,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_dataset": "data",
     "class_split": "data",
+    "split_dataset": "data",
+    "dataset_info": "data",
+    "forbid_data_access": "data",
     "get_profile": "profiles",
     "PROFILES": "profiles",
     "build_model": "models",

@@ -119,10 +119,10 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
 
 def library_versions() -> dict[str, str]:
     import numpy
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+    out = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(numpy.__version__)}
     for name in ("torchvision", "sklearn", "scipy", "pandas", "matplotlib", "papermill", "nbval"):
         with contextlib.suppress(Exception):
-            out[name] = __import__(name).__version__
+            out[name] = str(__import__(name).__version__)
     with contextlib.suppress(Exception):
         from importlib.metadata import version
         out["dsda"] = version("dsda")
