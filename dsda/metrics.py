@@ -1,0 +1,496 @@
+"""Evaluation: accuracies and three membership-inference attacks (MIAs).
+
+The paper (§5, "Metrics"; digest §6.4) reports A_f (accuracy on forget data, target: the retrained
+model's 0 %), A_r (accuracy on retain data, higher is better), MIA and the execution time. It cites
+the SSD / bad-teaching lineage for MIA, so `MIA` below is that attack; the two other lineages in use
+are implemented as well, because their numbers are not comparable with each other (they differ in
+feature, attack training data and in which direction is "good"):
+
+- `MIA` = `mia_entropy_lr` (SSD): feature entropy; % of forget-train predicted MEMBER.
+  LOWER is better, down to the retrained model's value (near 0).
+- `MIA_loss_cv` = `mia_loss_cv` (starting kit / SCRUB): feature CE loss; 10-fold CV accuracy of
+  forget-train vs forget-class test. The retrained model's value (about 50) is the ideal.
+- `MIA_conf_svc` = `mia_confidence_svc` (SalUn "MIA-efficacy"): feature p_y; % of forget-train
+  predicted NON-member. HIGHER is better, up to the retrained model's value (near 100).
+
+For every attack the reference is the value of the retrain-from-scratch model on the same data,
+not an absolute ideal: "lower" or "higher" is only better up to the retrained model's value.
+
+Each attack is a pure function of probabilities and labels (so it can be checked on hand-built
+cases), with a `*_model` convenience that collects the probabilities itself. `evaluate` runs one
+forward pass over the train and test splits and derives every number from those probabilities.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .profiles import Profile, get_profile
+from .utils import check_choice, check_positive, resolve_device
+
+MIA_FEATURES = ("entropy", "m_entropy", "confidence", "loss")
+
+# Smallest normal float32: probabilities come from a float32 softmax, so this clamp only replaces
+# exact zeros (underflow) before a log and never changes a representable probability. A larger eps
+# (1e-12 is common) would cap the loss at 27.6 and hide differences between strongly forgotten samples.
+EPS = float(torch.finfo(torch.float32).tiny)
+ROW_SUM_TOL = 1e-3  # rows of a probability matrix must sum to 1 within this (float32 softmax: ~1e-6)
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def _to_numpy(name: str, a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    if isinstance(a, (np.ndarray, list, tuple)):
+        return np.asarray(a)
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+
+
+def _check_probs(name: str, probs: Any) -> np.ndarray:
+    """(N, K) float64 probabilities with N >= 1, K >= 2, entries in [0, 1] and rows summing to 1."""
+    p = _to_numpy(name, probs)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"{name} must be a 2-D array (N, K) of class probabilities with K >= 2, got shape {p.shape}")
+    if p.shape[0] == 0:
+        raise ValueError(f"{name} must contain at least one sample, got 0 rows")
+    p = p.astype(np.float64)
+    if not np.isfinite(p).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if p.min() < -1e-6 or p.max() > 1 + 1e-6 or np.abs(p.sum(1) - 1).max() > ROW_SUM_TOL:
+        raise ValueError(f"{name} must hold probabilities (entries in [0, 1], rows summing to 1); "
+                         f"pass softmax outputs (predict_proba), not logits")
+    return np.clip(p, 0.0, 1.0)
+
+
+def _check_labels(name: str, labels: Any, n: int, k: int) -> np.ndarray:
+    """(N,) int64 class indices in [0, k)."""
+    if labels is None:
+        raise ValueError(f"{name} is required (the chosen feature depends on the true class)")
+    y = _to_numpy(name, labels)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"{name} must be a 1-D array with one label per probability row ({n}), got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if n and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"{name} must hold class indices in [0, {k - 1}], got values in [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def _probs_and_labels(prefix: str, probs: Any, labels: Any, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    p = _check_probs(f"{prefix}_probs", probs)
+    if labels is None and not need_labels:
+        return p, None
+    return p, _check_labels(f"{prefix}_labels", labels, p.shape[0], p.shape[1])
+
+
+# ----------------------------------------------------------------------------- predictions
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    def norm(d: torch.device) -> torch.device:
+        if d.index is None and d.type == "cuda":
+            return torch.device("cuda", torch.cuda.current_device())
+        if d.index is None and d.type != "cpu":
+            return torch.device(d.type, 0)
+        return d
+    return norm(a) == norm(b)
+
+
+def _model_on(model: nn.Module, dev: torch.device) -> nn.Module:
+    """The model itself when it already lives on `dev`, else a copy there (never move the caller's model)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is None or _same_device(first.device, dev):
+        return model
+    return copy.deepcopy(model).to(dev)
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                   device: str | torch.device = "auto") -> torch.Tensor:
+    """(N, K) float32 logits on the CPU, computed in batches with the model in eval mode.
+
+    The train/eval flag of every submodule is restored afterwards, and inference mode guarantees that
+    no gradient or BatchNorm statistic changes. A model on another device than `device` is copied
+    there, not moved.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+    check_positive("batch_size", batch_size)
+    dev = resolve_device(device)
+    net = _model_on(model, dev)  # outside inference mode: a copy must stay a normal module
+    modes = {m: m.training for m in net.modules()}  # per module: a frozen-BN model stays as it was
+    net.eval()
+    try:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], batch_size):
+                xb = x[i:i + batch_size].to(dev, non_blocking=True)
+                if xb.ndim == 4:
+                    xb = xb.contiguous(memory_format=torch.channels_last)  # as in training; faster convs on CPU
+                out.append(net(xb).float().cpu())
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return torch.cat(out)
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                  device: str | torch.device = "auto") -> torch.Tensor:
+    """(N, K) float32 softmax probabilities on the CPU (see `predict_logits`)."""
+    return torch.softmax(predict_logits(model, x, batch_size, device), dim=1)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+def _scores(model_or_probs: Any, x: torch.Tensor | None, batch_size: int, device) -> torch.Tensor:
+    """Class scores (probabilities or logits) from either a model plus inputs, or given scores."""
+    if isinstance(model_or_probs, nn.Module):
+        if x is None:
+            raise ValueError("x is required when model_or_probs is a model")
+        return predict_logits(model_or_probs, x, batch_size, device)
+    if x is not None:
+        raise ValueError("x must be None when model_or_probs is an array of probabilities or logits")
+    s = torch.as_tensor(_to_numpy("model_or_probs", model_or_probs))
+    if s.ndim != 2 or s.shape[0] == 0:
+        raise ValueError(f"model_or_probs must be a model or a non-empty (N, K) array of scores, "
+                         f"got shape {tuple(s.shape)}")
+    return s
+
+
+def _labels_tensor(y: Any, n: int, k: int) -> torch.Tensor:
+    return torch.as_tensor(_check_labels("y", y, n, k))
+
+
+def accuracy(model_or_probs: Any, y: Any, x: torch.Tensor | None = None, *, batch_size: int = 1024,
+             device: str | torch.device = "auto") -> float:
+    """Top-1 accuracy in percent, from (N, K) probabilities/logits, or from a model and inputs `x`."""
+    s = _scores(model_or_probs, x, batch_size, device)
+    y = _labels_tensor(y, s.shape[0], s.shape[1])
+    return 100.0 * (s.argmax(1) == y).double().mean().item()
+
+
+def per_class_accuracy(model_or_probs: Any, y: Any, x: torch.Tensor | None = None, *,
+                       num_classes: int | None = None, batch_size: int = 1024,
+                       device: str | torch.device = "auto") -> list[float]:
+    """Accuracy in percent for each class c = 0..K-1 (over the samples whose label is c).
+
+    A class with no sample in `y` gets NaN (undefined), not 0. K defaults to the score width.
+    """
+    s = _scores(model_or_probs, x, batch_size, device)
+    k = s.shape[1] if num_classes is None else check_positive("num_classes", num_classes)
+    y = _labels_tensor(y, s.shape[0], k)
+    correct = torch.bincount(y, weights=(s.argmax(1) == y).double(), minlength=k)
+    total = torch.bincount(y, minlength=k).double()
+    return [100.0 * c / t if t > 0 else math.nan for c, t in zip(correct.tolist(), total.tolist())]
+
+
+# ----------------------------------------------------------------------------- attack features
+
+def entropy(probs: Any) -> np.ndarray:
+    """Shannon entropy H(p) = -sum_i p_i log p_i (nats) of each row, float64. 0 log 0 = 0."""
+    p = _check_probs("probs", probs)
+    return -(p * np.log(np.clip(p, EPS, 1.0))).sum(1)
+
+
+def modified_entropy(probs: Any, labels: Any) -> np.ndarray:
+    """Song & Mittal (2021) modified entropy, float64:
+
+        Mentr(p, y) = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i)
+
+    It is 0 for a confident correct prediction and grows without bound for a confident wrong one.
+    (The copy in SalUn / Unlearn-Sparse / ISPF takes log p_i instead of log(1 - p_i) in the second
+    term and indexes the whole label vector; this is the formula as published.)
+    """
+    p = _check_probs("probs", probs)
+    y = _check_labels("labels", labels, p.shape[0], p.shape[1])
+    rows = np.arange(p.shape[0])
+    p_y = p[rows, y]
+    true_term = -(1.0 - p_y) * np.log(np.clip(p_y, EPS, 1.0))
+    other = -p * np.log(np.clip(1.0 - p, EPS, 1.0))
+    other[rows, y] = 0.0  # the sum runs over i != y
+    return true_term + other.sum(1)
+
+
+def confidence(probs: Any, labels: Any) -> np.ndarray:
+    """True-class probability p_y of each row, float64."""
+    p = _check_probs("probs", probs)
+    y = _check_labels("labels", labels, p.shape[0], p.shape[1])
+    return p[np.arange(p.shape[0]), y]
+
+
+def cross_entropy_loss(probs: Any, labels: Any) -> np.ndarray:
+    """Per-sample cross-entropy -log p_y, float64."""
+    return -np.log(np.clip(confidence(probs, labels), EPS, 1.0))
+
+
+def attack_features(probs: Any, labels: Any = None, feature: str = "entropy") -> np.ndarray:
+    """(N,) float64 attack feature: 'entropy' (no labels needed), 'm_entropy', 'confidence' or 'loss'."""
+    check_choice("feature", feature, MIA_FEATURES)
+    if feature == "entropy":
+        return entropy(probs)
+    fn = {"m_entropy": modified_entropy, "confidence": confidence, "loss": cross_entropy_loss}[feature]
+    return fn(probs, labels)
+
+
+# ----------------------------------------------------------------------------- attack helpers
+
+def _balanced_subsample(a: np.ndarray, b: np.ndarray, cap: int | None,
+                        gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random subsets of equal size min(len(a), len(b), cap), drawn with `gen` (order preserved)."""
+    n = min(len(a), len(b), cap if cap is not None else len(a))
+    ia = torch.randperm(len(a), generator=gen)[:n].sort().values.numpy()
+    ib = torch.randperm(len(b), generator=gen)[:n].sort().values.numpy()
+    return a[ia], b[ib]
+
+
+def _attack_set(member: np.ndarray, nonmember: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column feature matrix and labels, 1 = member, 0 = non-member."""
+    x = np.concatenate([member, nonmember]).astype(np.float64)[:, None]
+    y = np.concatenate([np.ones(len(member), np.int64), np.zeros(len(nonmember), np.int64)])
+    return x, y
+
+
+def _logistic(balanced: bool):
+    # Deviation from SSD / the starting kit: the 1-D feature is standardised before the logistic
+    # regression. This only helps lbfgs converge (losses reach ~87); with hundreds of samples the
+    # L2 penalty on a single weight is negligible, so the fitted threshold is essentially the same.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        class_weight="balanced" if balanced else None, solver="lbfgs", max_iter=1000, random_state=0))
+
+
+# ----------------------------------------------------------------------------- (a) SSD entropy LR
+
+def mia_entropy_lr(member_probs: Any, nonmember_probs: Any, target_probs: Any, *,
+                   member_labels: Any = None, nonmember_labels: Any = None, target_labels: Any = None,
+                   feature: str = "entropy") -> float:
+    """Primary MIA (SSD / bad-teaching lineage, the one DSDA cites): % of targets predicted MEMBER.
+
+    A balanced logistic regression (`class_weight="balanced"`) on a 1-D feature (the softmax entropy
+    by default) is trained to tell members (label 1) from non-members (label 0); the result is the
+    percentage of `target` samples it calls "member". In `evaluate`: members = retain-train samples,
+    non-members = the WHOLE test split (forget-class test samples included, as in the SSD code),
+    targets = forget-train samples.
+
+    Direction: LOWER = less leakage of the forgotten class; the target value is the retrained
+    (retrain-from-scratch) model's value on the same data, which is near 0 for class unlearning.
+    Going below the retrained value is not better.
+
+    `feature` is one of 'entropy' (default, SSD), 'm_entropy', 'confidence', 'loss'; all but
+    'entropy' need the matching `*_labels`.
+    """
+    check_choice("feature", feature, MIA_FEATURES)
+    need = feature != "entropy"
+    sets = {}
+    for prefix, probs, labels in (("member", member_probs, member_labels),
+                                  ("nonmember", nonmember_probs, nonmember_labels),
+                                  ("target", target_probs, target_labels)):
+        p, y = _probs_and_labels(prefix, probs, labels, need)
+        sets[prefix] = attack_features(p, y, feature)
+    x, y = _attack_set(sets["member"], sets["nonmember"])
+    clf = _logistic(balanced=True).fit(x, y)
+    return 100.0 * float((clf.predict(sets["target"][:, None]) == 1).mean())
+
+
+# ----------------------------------------------------------------------------- (b) loss LR, CV
+
+def mia_loss_cv(member_probs: Any, member_labels: Any, nonmember_probs: Any, nonmember_labels: Any, *,
+                n_splits: int = 10, seed: int = 0) -> float:
+    """Loss MIA (NeurIPS'23 starting kit / SCRUB lineage): CV accuracy (%) at telling members apart.
+
+    Feature: per-sample cross-entropy -log p_y. The larger side is subsampled (seeded torch
+    generator) so both sides have the same size, then a logistic regression is scored by
+    `n_splits`-fold stratified cross-validation (shuffled with `seed`); the mean test-fold accuracy
+    is returned in percent.
+
+    In `evaluate`: members = forget-train samples, non-members = test samples OF THE FORGET CLASSES.
+    Deviation from the starting kit (forget vs all test samples): for class unlearning that attack
+    separates the forget class from the other classes (the unlearned model misclassifies the former
+    with high loss), so it measures class identity, not membership. With the same classes on both
+    sides it can only succeed if the model treats seen and unseen forget-class samples differently.
+
+    Direction: neither high nor low is good; the ideal is the retrained (retrain-from-scratch)
+    model's value on the same data, about 50 since it never saw either side. Clearly above 50 =
+    forget-train samples are still recognisable; below the retrained value is no better.
+    """
+    check_positive("n_splits", n_splits)
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2 for cross-validation, got {n_splits}")
+    m = cross_entropy_loss(*_probs_and_labels("member", member_probs, member_labels, True))
+    nm = cross_entropy_loss(*_probs_and_labels("nonmember", nonmember_probs, nonmember_labels, True))
+    m, nm = _balanced_subsample(m, nm, None, torch.Generator().manual_seed(seed))
+    if len(m) < n_splits:
+        raise ValueError(f"mia_loss_cv needs at least n_splits={n_splits} samples on each side after "
+                         f"balancing, got {len(m)} (members {len(member_probs)}, non-members {len(nonmember_probs)})")
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    x, y = _attack_set(m, nm)
+    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return 100.0 * float(cross_val_score(_logistic(balanced=False), x, y, cv=cv, scoring="accuracy").mean())
+
+
+# ----------------------------------------------------------------------------- (c) SalUn conf. SVC
+
+def mia_confidence_svc(member_probs: Any, member_labels: Any, nonmember_probs: Any, nonmember_labels: Any,
+                       target_probs: Any, target_labels: Any, *, max_train: int = 5000, seed: int = 0) -> float:
+    """SalUn "MIA-efficacy": % of targets predicted NON-member by an RBF SVC on confidence p_y.
+
+    Shadow training set: members (label 1) and non-members (label 0), each side subsampled with a
+    seeded torch generator to the same size min(n_members, n_nonmembers, max_train) (SalUn uses
+    len(test) retain samples; the cap bounds the SVC's quadratic cost).
+    `SVC(C=3, gamma="auto", kernel="rbf")` as in SalUn. In `evaluate`: members = retain-train
+    samples, non-members = test samples of the retain classes, targets = forget-train samples.
+
+    Direction (OPPOSITE to `mia_entropy_lr`): HIGHER = more forgetting, since it counts forget
+    samples that look unseen. The target value is the retrained (retrain-from-scratch) model's
+    value on the same data, near 100 for class unlearning.
+    """
+    check_positive("max_train", max_train)
+    m = confidence(*_probs_and_labels("member", member_probs, member_labels, True))
+    nm = confidence(*_probs_and_labels("nonmember", nonmember_probs, nonmember_labels, True))
+    t = confidence(*_probs_and_labels("target", target_probs, target_labels, True))
+    m, nm = _balanced_subsample(m, nm, max_train, torch.Generator().manual_seed(seed))
+    from sklearn.svm import SVC
+    x, y = _attack_set(m, nm)
+    clf = SVC(C=3, gamma="auto", kernel="rbf", random_state=seed).fit(x, y)
+    return 100.0 * float((clf.predict(t[:, None]) == 0).mean())
+
+
+# ----------------------------------------------------------------------------- groups of samples
+
+@dataclass(frozen=True)
+class _Groups:
+    """Probabilities and labels of the four class/split groups plus the whole test split."""
+    forget_train: tuple[torch.Tensor, torch.Tensor]
+    retain_train: tuple[torch.Tensor, torch.Tensor]
+    forget_test: tuple[torch.Tensor, torch.Tensor]
+    retain_test: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def _xy(name: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and labels from a dsda TensorDataset (anything with .x and .y) or an (x, y) pair."""
+    if hasattr(data, "x") and hasattr(data, "y"):
+        x, y = data.x, data.y
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    else:
+        raise TypeError(f"{name} must be a dsda TensorDataset (with .x and .y) or an (x, y) pair, "
+                        f"got {type(data).__name__}")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) != len(y):
+        raise ValueError(f"{name} must hold tensors x and y of the same length")
+    return x, y
+
+
+def _num_classes(model: nn.Module, num_classes: int | None) -> int:
+    k = getattr(model, "num_classes", None) if num_classes is None else num_classes
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"num_classes must be an integer >= 2 (pass it, or use a model with .num_classes), got {k!r}")
+    return k
+
+
+def _groups(p_train: torch.Tensor, y_train: torch.Tensor, p_test: torch.Tensor, y_test: torch.Tensor,
+            forget_classes: Sequence[int], num_classes: int) -> _Groups:
+    from .data import class_split, validate_forget_classes
+    fc = validate_forget_classes(forget_classes, num_classes)
+    f_tr, r_tr = class_split(y_train, fc, num_classes)
+    f_te, r_te = class_split(y_test, fc, num_classes)
+    pick = lambda p, y, idx: (p[idx], y[idx])  # noqa: E731
+    return _Groups(pick(p_train, y_train, f_tr), pick(p_train, y_train, r_tr),
+                   pick(p_test, y_test, f_te), pick(p_test, y_test, r_te), (p_test, y_test))
+
+
+def _collect(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], num_classes: int | None,
+             batch_size: int, device) -> _Groups:
+    (x_tr, y_tr), (x_te, y_te) = _xy("train", train), _xy("test", test)
+    k = _num_classes(model, num_classes)
+    p_tr = predict_proba(model, x_tr, batch_size, device)
+    p_te = predict_proba(model, x_te, batch_size, device)
+    if p_tr.shape[1] != k:
+        raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
+    return _groups(p_tr, y_tr, p_te, y_te, forget_classes, k)
+
+
+def _mia_a(g: _Groups, feature: str = "entropy") -> float:
+    (pm, ym), (pn, yn), (pt, yt) = g.retain_train, g.test, g.forget_train
+    return mia_entropy_lr(pm, pn, pt, member_labels=ym, nonmember_labels=yn, target_labels=yt, feature=feature)
+
+
+def _mia_b(g: _Groups, seed: int) -> float:
+    return mia_loss_cv(*g.forget_train, *g.forget_test, seed=seed)
+
+
+def _mia_c(g: _Groups, max_train: int, seed: int) -> float:
+    return mia_confidence_svc(*g.retain_train, *g.retain_test, *g.forget_train, max_train=max_train, seed=seed)
+
+
+# ----------------------------------------------------------------------------- model-level attacks
+
+def mia_entropy_lr_model(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], *,
+                         feature: str = "entropy", num_classes: int | None = None, batch_size: int = 1024,
+                         device: str | torch.device = "auto") -> float:
+    """`mia_entropy_lr` on a model: retain-train (member) vs whole test split (non-member), targets
+    = forget-train. LOWER = less leakage; target = the retrained model's value (near 0)."""
+    return _mia_a(_collect(model, train, test, forget_classes, num_classes, batch_size, device), feature)
+
+
+def mia_loss_cv_model(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], *,
+                      seed: int = 0, num_classes: int | None = None, batch_size: int = 1024,
+                      device: str | torch.device = "auto") -> float:
+    """`mia_loss_cv` on a model: forget-train (member) vs forget-class test (non-member).
+    Ideal = the retrained model's value (about 50)."""
+    return _mia_b(_collect(model, train, test, forget_classes, num_classes, batch_size, device), seed)
+
+
+def mia_confidence_svc_model(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], *,
+                             max_train: int = 5000, seed: int = 0, num_classes: int | None = None,
+                             batch_size: int = 1024, device: str | torch.device = "auto") -> float:
+    """`mia_confidence_svc` on a model: shadow = retain-train vs retain-class test, targets =
+    forget-train. HIGHER = more forgetting; target = the retrained model's value (near 100)."""
+    g = _collect(model, train, test, forget_classes, num_classes, batch_size, device)
+    return _mia_c(g, max_train, seed)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[int],
+             device: str | torch.device = "auto", seed: int = 0) -> dict[str, Any]:
+    """All metrics of one model for one forget set, as floats in percent.
+
+    One forward pass over the profile's train and test splits (batch size `profile.eval_batch_size`);
+    the model is not modified (modes restored, inference mode). Keys:
+
+    - `A_f`, `A_r`: accuracy on the forget-class / retain-class TEST samples (paper's A_f / A_r;
+      digest §6.4: computed on the test split as SSD does). A_f target = retrain (0); A_r higher.
+    - `A_f_train`, `A_r_train`: the same on the train split.
+    - `A_test`: accuracy on the whole test split; `per_class_test`: list of per-class test accuracies.
+    - `MIA`: `mia_entropy_lr` (the paper's metric; lower, target = retrain).
+    - `MIA_loss_cv`: `mia_loss_cv` (target = retrain, about 50).
+    - `MIA_conf_svc`: `mia_confidence_svc` with `profile.mia_max_train` (higher, target = retrain).
+    """
+    from .data import load_dataset
+    prof = get_profile(profile)
+    train, test = load_dataset(prof.dataset, "train"), load_dataset(prof.dataset, "test")
+    k = int(train.info.num_classes)
+    model_k = getattr(model, "num_classes", k)
+    if model_k != k:
+        raise ValueError(f"model has num_classes={model_k} but dataset {prof.dataset!r} has {k} classes")
+    g = _collect(model, train, test, forget_classes, k, prof.eval_batch_size, device)
+    acc = lambda group: accuracy(*group) if len(group[1]) else math.nan  # noqa: E731
+    return {
+        "A_f": acc(g.forget_test), "A_r": acc(g.retain_test),
+        "A_f_train": acc(g.forget_train), "A_r_train": acc(g.retain_train),
+        "MIA": _mia_a(g), "MIA_loss_cv": _mia_b(g, seed), "MIA_conf_svc": _mia_c(g, prof.mia_max_train, seed),
+        "A_test": accuracy(*g.test), "per_class_test": per_class_accuracy(*g.test, num_classes=k),
+    }
