@@ -123,6 +123,36 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "dsda" / "checkpoints"
 
 
+def pretrained_dir() -> Path | None:
+    """Read-only checkpoints shipped with the project (`pretrained/`), or None when disabled.
+
+    $DSDA_PRETRAINED_DIR overrides the folder; DSDA_NO_PRETRAINED=1 ignores it, so every model is
+    trained from scratch (`make reproduce FROM_SCRATCH=1`). Shipped files go through exactly the same
+    verification as cached ones (config match, SHA-256 of the weights).
+    """
+    if os.environ.get("DSDA_NO_PRETRAINED", "") not in ("", "0"):
+        return None
+    env = os.environ.get("DSDA_PRETRAINED_DIR")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parent.parent
+    return root / "pretrained" if (root / "pyproject.toml").exists() else None
+
+
+def checkpoint_name(config: dict[str, Any]) -> str:
+    kind = "retrain" if config["exclude_classes"] else "original"
+    return f"{kind}-{cache_key(config)}.pt"
+
+
+def find_checkpoint(profile: Profile, config: dict[str, Any]) -> Path | None:
+    """The cached checkpoint for `config`, else the shipped one, else None."""
+    name = checkpoint_name(config)
+    for folder in (cache_dir(), pretrained_dir()):
+        if folder is not None and (folder / profile.name / name).exists():
+            return folder / profile.name / name
+    return None
+
+
 def model_config(profile: Profile, seed: int, exclude: Iterable[int] = ()) -> dict[str, Any]:
     """Everything that determines a trained model; its hash is the cache key."""
     return {"format": CHECKPOINT_FORMAT, "dataset": profile.dataset, "model": profile.model,
@@ -191,17 +221,20 @@ def _new_model(profile: Profile) -> Classifier:
 def _cached_model(profile: Profile, seed: int, exclude: tuple[int, ...], device, force: bool,
                   progress: bool) -> Classifier:
     config = model_config(profile, seed, exclude)
-    path = cache_dir() / profile.name / f"{'retrain' if exclude else 'original'}-{cache_key(config)}.pt"
+    path = cache_dir() / profile.name / checkpoint_name(config)
     dev = resolve_device(device)
-    if path.exists() and not force:
+    found = None if force else find_checkpoint(profile, config)
+    if found is not None:
         try:
-            model, _ = load_checkpoint(path, expected_config=config, device=dev)
+            model, _ = load_checkpoint(found, expected_config=config, device=dev)
             return model
         except CheckpointError as e:
-            bad = path.with_name(path.name + ".corrupt")
-            os.replace(path, bad)
-            warnings.warn(f"{e}\n  -> moved to {bad}; retraining.", RuntimeWarning, stacklevel=3)
-            print(f"[dsda] bad checkpoint moved to {bad}; retraining", flush=True)
+            if found == path:  # our own cache: move the bad file aside; shipped files are left alone
+                bad = path.with_name(path.name + ".corrupt")
+                os.replace(path, bad)
+                e = CheckpointError(f"{e}\n  -> moved to {bad}")
+            warnings.warn(f"{e}\n  -> retraining.", RuntimeWarning, stacklevel=3)
+            print(f"[dsda] unusable checkpoint {found}; retraining", flush=True)
 
     train = load_dataset(profile.dataset, "train")
     if exclude:
@@ -237,11 +270,11 @@ def retrain_model(profile: str | Profile, forget_classes: int | Iterable[int], s
 
 
 def checkpoint_record(profile: str | Profile, seed: int = 0, exclude: Iterable[int] = ()) -> dict[str, Any] | None:
-    """The stored extra record (history, train time, accuracy) of a cached model, or None."""
+    """The stored record (history, train time, accuracy, versions, path) of a cached or shipped model, or None."""
     profile = get_profile(profile)
     config = model_config(profile, seed, exclude)
-    path = cache_dir() / profile.name / f"{'retrain' if tuple(exclude) else 'original'}-{cache_key(config)}.pt"
-    if not path.exists():
+    path = find_checkpoint(profile, config)
+    if path is None:
         return None
     _, payload = load_checkpoint(path, expected_config=config)
     return {**payload["extra"], "path": str(path), "versions": payload["versions"]}

@@ -13,6 +13,7 @@ from dsda.profiles import TrainRecipe, get_profile
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DSDA_CACHE_DIR", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("DSDA_NO_PRETRAINED", "1")
     return tmp_path / "ckpt"
 
 
@@ -110,6 +111,42 @@ def test_corrupt_cached_checkpoint_is_reported_and_rebuilt(cache):
     assert T.test_accuracy(model, load_dataset("digits", "test")) > 85.0
 
 
+def test_shipped_pretrained_checkpoint_is_used_and_verified(tmp_path, monkeypatch):
+    p = get_profile("smoke")
+    cfg = T.model_config(p, 0)
+    shipped = tmp_path / "pretrained"
+    with torch.random.fork_rng():
+        torch.manual_seed(123)
+        model = T._new_model(p)
+    T.save_checkpoint(shipped / "smoke" / T.checkpoint_name(cfg), model, cfg, extra={"test_accuracy": 1.0})
+    monkeypatch.setenv("DSDA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DSDA_PRETRAINED_DIR", str(shipped))
+    monkeypatch.delenv("DSDA_NO_PRETRAINED", raising=False)
+    loaded = T.original_model("smoke", progress=False)
+    assert _same_weights(loaded, model)                      # shipped file used, nothing trained
+    assert not (tmp_path / "cache").exists()
+    assert T.checkpoint_record("smoke")["path"].startswith(str(shipped))
+    monkeypatch.setenv("DSDA_NO_PRETRAINED", "1")            # from scratch: the shipped file is ignored
+    trained = T.original_model("smoke", progress=False)
+    assert not _same_weights(trained, model)
+    assert (tmp_path / "cache" / "smoke").exists()
+
+
+def test_corrupt_shipped_checkpoint_is_not_used(tmp_path, monkeypatch):
+    p = get_profile("smoke")
+    cfg = T.model_config(p, 0)
+    bad = tmp_path / "pretrained" / "smoke" / T.checkpoint_name(cfg)
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("DSDA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DSDA_PRETRAINED_DIR", str(tmp_path / "pretrained"))
+    monkeypatch.delenv("DSDA_NO_PRETRAINED", raising=False)
+    with pytest.warns(RuntimeWarning, match="cannot read checkpoint"):
+        model = T.original_model("smoke", progress=False)
+    assert bad.read_bytes() == b"not a checkpoint"          # shipped file left alone
+    assert T.test_accuracy(model, load_dataset("digits", "test")) > 85.0
+
+
 def test_augment_crop_and_flip_are_exact_translations():
     x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
     gen = torch.Generator().manual_seed(0)
@@ -131,6 +168,17 @@ def test_bad_forget_classes_for_retrain(cache):
         T.retrain_model("smoke", list(range(10)))
     with pytest.raises(ValueError, match="profile"):
         T.original_model("nope")
+
+
+@pytest.mark.slow
+def test_cpu_recipe_reaches_target_from_scratch(tmp_path, monkeypatch):
+    """The cpu recipe, trained here from scratch (shipped checkpoints ignored), reaches >= 91 % test accuracy."""
+    monkeypatch.setenv("DSDA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("DSDA_NO_PRETRAINED", "1")
+    model = T.original_model("cpu", progress=False)
+    acc = T.test_accuracy(model, load_dataset("fashion_mnist", "test"))
+    print(f"cpu original trained from scratch: {acc:.2f} % test accuracy")
+    assert acc >= 91.0
 
 
 @pytest.mark.slow
