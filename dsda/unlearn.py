@@ -1,0 +1,151 @@
+"""DSDA end to end: `unlearn(model, forget_classes)` = AEGDS synthesis (stage 1) then DAMO (stage 2).
+
+Source-free by construction: this module imports only `sampler`, `damo`, `profiles` and `utils`, and
+`unlearn` receives no dataset. It reads what it needs from the model's interface (`num_classes`,
+`input_shape`, `input_range`, `features`, `fc`; see dsda/models.py).
+
+Per-profile defaults live in PROFILE_DEFAULTS (flat: each name is a SamplerConfig field, a DamoConfig
+field or `n_per_class`); keyword overrides to `unlearn` are routed by the same names. The three
+ablations of the paper's Fig. 4 are overrides: `sampler="sgld"` (DSDA-w-EGDS), `disc=False`
+(DSDA-wo-disc) and `multitask=False` (DSDA-wo-mt).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .damo import DAMO_FIELDS, DamoConfig, damo
+from .profiles import Profile, get_profile
+from .sampler import SamplerConfig, synthesize
+from .utils import resolve_device
+
+SAMPLER_FIELDS = tuple(f.name for f in dataclasses.fields(SamplerConfig))
+SHARED_FIELDS = ("device", "progress")             # set in both configs
+EXTRA_FIELDS = ("n_per_class",)                      # synthetic samples per class (stage 1)
+ALLOWED_OVERRIDES = tuple(sorted(set(SAMPLER_FIELDS) | set(DAMO_FIELDS) | set(EXTRA_FIELDS)))
+_CLASH = (set(SAMPLER_FIELDS) & set(DAMO_FIELDS)) - set(SHARED_FIELDS)
+assert not _CLASH, f"SamplerConfig and DamoConfig share field names {_CLASH}; routing would be ambiguous"
+
+# Chosen on the cpu profile by measurement on synthetic data only (see the report of issue 4);
+# "smoke" is sized for tests (seconds), "paper" follows the digest's inferred values for ResNet-18.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"n_per_class": 32, "nfe": 20, "max_steps": 60, "lr": 1e-3, "batch_retain": 64,
+              "batch_forget": 16, "check_every": 5, "patience": 2},
+    "cpu": {"n_per_class": 128, "nfe": 40, "max_steps": 300, "lr": 1e-4, "batch_retain": 128,
+            "batch_forget": 32, "check_every": 10, "patience": 3},
+    "paper": {"n_per_class": 500, "nfe": 40, "max_steps": 1000, "lr": 1e-4, "batch_retain": 256,
+              "batch_forget": 64, "check_every": 20, "patience": 3},
+}
+
+
+def profile_defaults(profile: str | Profile) -> dict[str, Any]:
+    """PROFILE_DEFAULTS for a profile; the `paper-*` variants share "paper"'s."""
+    name = get_profile(profile).name
+    if name not in PROFILE_DEFAULTS and name.startswith("paper"):
+        name = "paper"
+    return dict(PROFILE_DEFAULTS.get(name, PROFILE_DEFAULTS["cpu"]))
+
+
+def route_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Split flat keyword options into (SamplerConfig kwargs, DamoConfig kwargs, extras) by field name."""
+    unknown = sorted(set(overrides) - set(ALLOWED_OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for unlearn; allowed: {', '.join(ALLOWED_OVERRIDES)}")
+    s = {k: v for k, v in overrides.items() if k in SAMPLER_FIELDS}
+    d = {k: v for k, v in overrides.items() if k in DAMO_FIELDS}
+    e = {k: v for k, v in overrides.items() if k in EXTRA_FIELDS}
+    return s, d, e
+
+
+def validate_forget_classes(forget_classes: Any, num_classes: int) -> list[int]:
+    """Integers in 0..num_classes-1, no repeats, not empty, not every class; else a ValueError."""
+    fc = forget_classes
+    if isinstance(fc, torch.Tensor):
+        fc = fc.tolist()
+    if isinstance(fc, (int, np.integer)) and not isinstance(fc, bool):
+        fc = [fc]
+    if isinstance(fc, (str, bytes)) or not isinstance(fc, (list, tuple, range, np.ndarray)):
+        raise ValueError(f"forget_classes must be a class id or a sequence of class ids in 0..{num_classes - 1}, "
+                         f"got {forget_classes!r}")
+    out = []
+    for c in list(fc):
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+            raise ValueError(f"forget_classes must hold integers in 0..{num_classes - 1}, got {c!r}")
+        if not 0 <= int(c) < num_classes:
+            raise ValueError(f"forget_classes: class {int(c)} is out of range 0..{num_classes - 1}")
+        out.append(int(c))
+    if not out:
+        raise ValueError("forget_classes must not be empty")
+    if len(set(out)) != len(out):
+        raise ValueError(f"forget_classes must not repeat a class, got {out}")
+    if len(out) >= num_classes:
+        raise ValueError(f"forget_classes must leave at least one retain class; got all {num_classes} classes")
+    return sorted(out)
+
+
+def _check_model(model: Any) -> int:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a dsda.models.Classifier), got {type(model).__name__}")
+    missing = [a for a in ("num_classes", "input_shape", "input_range", "features", "fc") if not hasattr(model, a)]
+    if missing:
+        raise TypeError(f"model lacks {missing}; unlearn needs a dsda.models.Classifier-like interface "
+                        "(num_classes, input_shape, input_range, features(x), fc)")
+    return int(model.num_classes)
+
+
+def unlearn(model: nn.Module, forget_classes: int | Sequence[int], profile: str | Profile = "cpu",
+            seed: int = 0, **overrides) -> tuple[nn.Module, dict[str, Any]]:
+    """Source-free class unlearning by DSDA. Returns (unlearned copy of `model`, report).
+
+    1. AEGDS (stage 1): `n_per_class` synthetic samples for every class, from the frozen model copy.
+    2. Class centres of the retain classes from the original model's features (inside `damo`).
+    3. DAMO (stage 2) on the copy with the synthetic retain / forget sets.
+
+    The caller's model is never modified (not even its train/eval mode). `overrides` name fields of
+    SamplerConfig or DamoConfig or `n_per_class` (an unknown name is a ValueError listing the allowed
+    ones); they take precedence over PROFILE_DEFAULTS[profile] and the profile's device.
+    """
+    num_classes = _check_model(model)
+    forget = validate_forget_classes(forget_classes, num_classes)
+    retain = [c for c in range(num_classes) if c not in forget]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    prof = get_profile(profile)
+    options = {"device": prof.device, **profile_defaults(prof), **overrides}
+    s_kw, d_kw, extra = route_overrides(options)
+    n_per_class = extra.get("n_per_class", 128)
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 2:
+        raise ValueError(f"n_per_class must be an integer >= 2, got {n_per_class!r}")
+    s_cfg = SamplerConfig(**s_kw).resolved()
+    d_cfg = DamoConfig(**d_kw)
+    device = resolve_device(d_cfg.device)
+
+    t_total = time.perf_counter()
+    work = copy.deepcopy(model).to(device)  # the caller's model stays bit-identical
+    t0 = time.perf_counter()
+    x, y, diag = synthesize(work, list(range(num_classes)), int(n_per_class), seed=int(seed), config=s_cfg)
+    t_syn = time.perf_counter() - t0
+    is_f = torch.isin(y, torch.tensor(forget, device=y.device))
+    t0 = time.perf_counter()
+    rep = damo(work, x[~is_f], y[~is_f], x[is_f], y[is_f], d_cfg, seed=int(seed))
+    t_opt = time.perf_counter() - t0
+    t_all = time.perf_counter() - t_total
+
+    report = {
+        "method": "DSDA", "profile": prof.name, "seed": int(seed), "forget_classes": forget, "retain_classes": retain,
+        "config": {"sampler": dataclasses.asdict(s_cfg), "damo": dataclasses.asdict(d_cfg),
+                   "n_per_class": int(n_per_class)},
+        "time_s": {"synthesis": t_syn, "optimisation": t_opt, "total": t_all},
+        "losses": {"retain": rep["loss_retain"], "forget": rep["loss_forget"], "disc": rep["loss_disc"]},
+        "w": rep["w"], "conflict": rep["conflict"], "conflict_rate": rep["conflict_rate"], "cos": rep["cos"],
+        "gT_norm": rep["gT_norm"], "d_norm": rep["d_norm"], "checks": rep["checks"], "steps": rep["steps"],
+        "stop_reason": rep["stop_reason"], "sampler_diagnostics": dict(diag.final), "device": str(device),
+        "n_synthetic": {"retain": int((~is_f).sum()), "forget": int(is_f.sum())},
+    }
+    return work, report

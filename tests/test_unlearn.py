@@ -1,0 +1,137 @@
+"""`dsda.unlearn` end to end: no data, the caller's model untouched, the report, the ablation switches,
+bad input; and (slow) the cpu-profile targets against the retrained model."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dsda import unlearn as U
+from dsda.damo import DAMO_FIELDS
+from dsda.models import Classifier
+from dsda.sampler import SamplerConfig
+
+# tiny and fast: a few synthetic samples, a few sampler and DAMO steps
+FAST = dict(device="cpu", n_per_class=8, nfe=4, max_steps=4, batch_retain=16, batch_forget=8, check_every=2)
+
+
+def tiny_model(num_classes=5, seed=0):
+    torch.manual_seed(seed)  # weights only
+    stages = [nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU()),
+              nn.Sequential(nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())]
+    m = Classifier(stages, 8, num_classes, (1, 6, 6), input_range=(-1.0, 1.0))
+    with torch.no_grad():  # make the BN running stats non-trivial, so a stray update would show
+        m.train()
+        m(torch.randn(32, 1, 6, 6, generator=torch.Generator().manual_seed(1)))
+    return m.eval()
+
+
+def snapshot(model):
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            [(m.training) for m in model.modules()], [(p.requires_grad, p.grad) for p in model.parameters()])
+
+
+def test_unlearn_leaves_callers_model_bit_identical_and_returns_report():
+    model = tiny_model()
+    state, modes, flags = snapshot(model)
+    out, rep = U.unlearn(model, [2], profile="smoke", seed=0, **FAST)
+    s2, m2, f2 = snapshot(model)
+    assert state.keys() == s2.keys() and all(torch.equal(state[k], s2[k]) for k in state)
+    assert modes == m2 and flags == f2
+    assert out is not model and any(not torch.equal(v, out.state_dict()[k]) for k, v in state.items())
+    assert rep["forget_classes"] == [2] and rep["retain_classes"] == [0, 1, 3, 4]
+    assert set(rep["time_s"]) == {"synthesis", "optimisation", "total"}
+    assert rep["time_s"]["total"] >= rep["time_s"]["synthesis"] + rep["time_s"]["optimisation"] - 1e-6
+    assert rep["steps"] == 4 and rep["stop_reason"] in ("max_steps", "forgotten")
+    for key in ("retain", "forget", "disc"):
+        assert len(rep["losses"][key]) == rep["steps"]
+    assert len(rep["w"]) == rep["steps"] and all(len(w) == 3 for w in rep["w"])
+    assert 0.0 <= rep["conflict_rate"] <= 1.0 and len(rep["conflict"]) == rep["steps"]
+    assert {"target_frac", "energy", "wall_time"} <= set(rep["sampler_diagnostics"])
+    assert rep["config"]["sampler"]["sampler"] == "aegds" and rep["config"]["sampler"]["nfe"] == 4
+    assert rep["config"]["damo"]["max_steps"] == 4 and rep["config"]["n_per_class"] == 8
+    assert rep["n_synthetic"] == {"retain": 32, "forget": 8}
+    assert not out.training
+
+
+def test_unlearn_is_deterministic_per_seed():
+    model = tiny_model()
+    a, _ = U.unlearn(model, [1, 3], profile="smoke", seed=3, **FAST)
+    b, _ = U.unlearn(model, [1, 3], profile="smoke", seed=3, **FAST)
+    c, _ = U.unlearn(model, [1, 3], profile="smoke", seed=4, **FAST)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("switch,check", [
+    (dict(sampler="sgld"), lambda r: r["config"]["sampler"]["sampler"] == "sgld"),        # DSDA-w-EGDS
+    (dict(disc=False), lambda r: all(len(w) == 2 for w in r["w"])
+     and all(v is None for v in r["losses"]["disc"])),                                      # DSDA-wo-disc
+    (dict(multitask=False), lambda r: all(w is None for w in r["w"])),                      # DSDA-wo-mt
+])
+def test_ablation_switches(switch, check):
+    _, rep = U.unlearn(tiny_model(), [0, 4], profile="smoke", seed=0, **{**FAST, **switch})
+    assert check(rep), rep["config"]
+    assert rep["forget_classes"] == [0, 4]
+
+
+def test_route_overrides_by_field_name():
+    s, d, e = U.route_overrides({"nfe": 10, "lr": 1e-3, "device": "cpu", "n_per_class": 5, "progress": True})
+    assert s == {"nfe": 10, "device": "cpu", "progress": True}
+    assert d == {"lr": 1e-3, "device": "cpu", "progress": True}
+    assert e == {"n_per_class": 5}
+    assert set(U.ALLOWED_OVERRIDES) == ({f for f in SamplerConfig.__dataclass_fields__} | set(DAMO_FIELDS)
+                                        | {"n_per_class"})
+    for name in ("smoke", "cpu", "paper"):   # every profile default is a routable name
+        U.route_overrides(U.PROFILE_DEFAULTS[name])
+    assert U.profile_defaults("paper-cifar100") == U.PROFILE_DEFAULTS["paper"]
+
+
+@pytest.mark.parametrize("bad", [[], [5], [-1], [1, 1], [0, 1, 2, 3, 4], ["1"], [1.0], [True], "3", None])
+def test_bad_forget_classes_raise_value_error_naming_the_parameter(bad):
+    with pytest.raises(ValueError, match="forget_classes"):
+        U.unlearn(tiny_model(), bad, profile="smoke", **FAST)
+
+
+def test_other_bad_inputs():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="unknown option.*allowed:.*lr"):
+        U.unlearn(model, [1], profile="smoke", learning_rate=1e-3)
+    with pytest.raises(ValueError, match="c must be"):
+        U.unlearn(model, [1], profile="smoke", **FAST, c=1.0)
+    with pytest.raises(ValueError, match="profile"):
+        U.unlearn(model, [1], profile="gpu")
+    with pytest.raises(ValueError, match="sampler"):
+        U.unlearn(model, [1], profile="smoke", **{**FAST, "sampler": "langevin"})
+    with pytest.raises(ValueError, match="n_per_class"):
+        U.unlearn(model, [1], profile="smoke", **{**FAST, "n_per_class": 0})
+    with pytest.raises(TypeError, match="num_classes"):
+        U.unlearn(nn.Linear(3, 2), [1], profile="smoke")
+    assert U.validate_forget_classes(torch.tensor([3, 1]), 5) == [1, 3]
+    assert U.validate_forget_classes(2, 5) == [2]
+
+
+def test_method_modules_never_import_data_train_or_metrics():
+    code = ("import sys, dsda.unlearn, dsda.damo, dsda.sampler; "
+            "print(sorted(m for m in sys.modules if m in ('dsda.data', 'dsda.train', 'dsda.metrics')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- slow: the cpu-profile targets
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("forget", [[3], [3, 5]])
+def test_cpu_profile_forgets_and_keeps_retain_accuracy(forget):
+    import dsda
+    original = dsda.original_model("cpu", progress=False)
+    retrained = dsda.retrain_model("cpu", forget, progress=False)
+    unlearned, rep = dsda.unlearn(original, forget, profile="cpu", seed=0)
+    m_u = dsda.evaluate(unlearned, "cpu", forget)
+    m_r = dsda.evaluate(retrained, "cpu", forget)
+    assert m_u["A_f"] <= 1.0, (m_u, rep["stop_reason"], rep["steps"])
+    assert m_u["A_r"] >= m_r["A_r"] - 3.0, (m_u, m_r, rep["steps"])
