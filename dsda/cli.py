@@ -2,11 +2,16 @@
 
     prepare-data [--dataset fashion_mnist]          find or install the data set
     train --profile cpu [--forget 3] [--seed 0]      train (or load) the original / retrained model
+    run --method NAME --profile cpu --forget 3 [--forget 5] --seed 0 --out result.json [--set key=value ...]
+                                                     run one unlearning method, write its record (JSON)
+    methods [--markdown]                             list every method with the data it may touch
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
+from pathlib import Path
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -37,6 +42,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_set_value(text: str):
+    """`--set` values: true/false/none (any case), Python literals (1e-3, 5, (1, 1, 0), 'x'), else a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def parse_set_options(items: list[str]) -> dict:
+    """['lr=1e-3', 'sampler=sgld'] -> {'lr': 0.001, 'sampler': 'sgld'}; a malformed or repeated key is an error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--set expects key=value with a field name as key, got {item!r}")
+        if key in out:
+            raise ValueError(f"--set gives {key!r} more than once")
+        out[key] = parse_set_value(value)
+    return out
+
+
+def _summary(record: dict, out: Path) -> str:
+    m = record["metrics"]
+    scores = "not evaluated" if m is None else (
+        f"A_f {m['A_f']:.2f} %  A_r {m['A_r']:.2f} %  MIA {m['MIA']:.2f} %")
+    return (f"[dsda] {record['method']} on {record['profile']}, forget {record['forget_classes']}, "
+            f"seed {record['seed']}: {scores}  ET {record['ET_s']:.2f} s ({record['ET_source']}) -> {out}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .baselines.runner import run_method
+    from .utils import atomic_write_json
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name such as result.json")
+    options = parse_set_options(args.set)
+    record = run_method(args.method, profile=args.profile, forget_classes=args.forget or None, seed=args.seed,
+                        device=args.device, evaluate=not args.no_evaluate, retain_per_class=args.retain_per_class,
+                        progress=not args.no_progress, model_seed=args.model_seed, **options)
+    atomic_write_json(out, record)   # only after a complete run: a failed run leaves any old file untouched
+    print(_summary(record, out))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .baselines.runner import methods_table_markdown, methods_table_text
+    print(methods_table_markdown() if args.markdown else methods_table_text(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +117,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="retrain even when a cached checkpoint exists")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="run one unlearning method and write its record (metrics, ET, config) as JSON")
+    p.add_argument("--method", required=True, help="method name (see `python -m dsda methods`)")
+    _add_profile(p)
+    p.add_argument("--forget", type=int, action="append", default=[], metavar="CLASS",
+                   help="class to forget (repeatable; default: the profile's task)")
+    p.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
+    p.add_argument("--model-seed", type=int, default=0, help="seed of the original model (default 0)")
+    p.add_argument("--out", required=True, help="where to write the record (JSON, written atomically)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config option of the method (repeatable), e.g. --set lr=1e-3")
+    p.add_argument("--retain-per-class", type=int, default=500,
+                   help="retain samples per class for methods with data_access=retain_subset (default 500)")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the metrics (ET and report only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("methods", help="list every unlearning method with the data it may touch")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    p.set_defaults(func=cmd_methods)
     return parser
 
 

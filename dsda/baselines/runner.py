@@ -1,0 +1,349 @@
+"""Run one unlearning method the way every experiment does: same model, same data rules, same clock.
+
+    record = run_method("dsda", profile="cpu", forget_classes=[3], seed=0)
+
+1. Check every argument (unknown method, profile or option: ValueError naming the allowed values).
+2. Load the original model (dsda.train.original_model, cached) and give the method a deep copy.
+3. Build the grant from the TRAIN split, exactly as the method declares (base.py):
+   "none" -> no data keyword at all; "forget" -> forget=; "retain_subset" -> retain= (a seeded,
+   class-balanced subset, `retain_per_class` per class); "full" -> forget= and retain=; extra "ood"
+   -> ood= (another shipped data set, resized to the model's input; see `ood_dataset`).
+   Everything is loaded BEFORE the method starts.
+4. Call `method.run` inside `dsda.data.forbid_data_access(...)`: a method that tries to load data on
+   its own gets DataAccessError. Only this call is timed (`ET_s`, CUDA synchronised).
+5. After the guard: evaluate with dsda.metrics.evaluate and return a JSON-ready record.
+
+Methods whose result is cached elsewhere (Retrain: the oracle in the checkpoint cache) may define two
+module-level hooks, used here and nowhere else:
+  `load_cached(profile, forget_classes, *, seed, device, config) -> (model, report, seconds) | None`
+  `store_cached(profile, forget_classes, *, seed, model, report, et_s, config) -> path | None`
+A hit skips the run and reports the stored time with `ET_source: "cache"`; after a measured run,
+`store_cached` is called outside the guard.
+
+Runner-owned config fields: if a method's config has a field `profile` or `progress`, the runner fills
+it with the run's profile name / progress flag (so the method knows its recipe without seeing data).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import sys
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import (DatasetInfo, TensorDataset, dataset_info, forbid_data_access, load_dataset, split_dataset,
+                    validate_forget_classes)
+from ..profiles import Profile, get_profile
+from ..utils import check_positive, provenance, resolve_device, timer
+from .base import DATA_ACCESS, Method
+
+GRANT_KEYS = {"none": (), "forget": ("forget",), "retain_subset": ("retain",), "full": ("forget", "retain")}
+DATA_KEYWORDS = ("forget", "retain", "ood")
+RUNNER_FIELDS = ("profile", "progress")     # config fields the runner fills in (see module docstring)
+# OOD source for each profile data set: a *different* shipped data set (SCAR needs one).
+OOD_SOURCE = {"digits": "fashion_mnist"}    # everything else: scikit-learn digits (always available)
+MAX_REPORT_ELEMENTS = 4096                  # larger tensors/arrays in a report are not written to JSON
+
+assert set(GRANT_KEYS) == set(DATA_ACCESS)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _resolve_method(name: str | Method) -> Method:
+    from . import get_method   # reads the registry at call time (tests may add probe methods)
+    if isinstance(name, Method):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a method name (str) or a Method, got {type(name).__name__}")
+    return get_method(name)
+
+
+def _check_int(name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def settings_key(method: Method, profile: Profile) -> str:
+    """Which entry of `method.profile_overrides` a profile uses: its own, else 'paper' for 'paper-*'."""
+    if profile.name in method.profile_overrides:
+        return profile.name
+    if profile.name.startswith("paper") and "paper" in method.profile_overrides:
+        return "paper"
+    return profile.name   # no entry: the config's defaults
+
+
+def build_config(method: Method, profile: Profile, progress: bool, overrides: Mapping[str, Any]) -> Any:
+    """The method's config for the profile, with runner-owned fields filled in and `overrides` applied."""
+    fields = {f.name for f in dataclasses.fields(method.config_cls)}
+    owned = sorted(set(overrides) & set(RUNNER_FIELDS))
+    if owned:
+        raise ValueError(f"option(s) {owned} are set by the runner (use run_method's own arguments), "
+                         f"not through overrides")
+    auto = {k: v for k, v in (("profile", profile.name), ("progress", progress)) if k in fields}
+    # Method.config's first parameter is itself called `profile`, so the field cannot be passed through it
+    config = method.config(settings_key(method, profile), **dict(overrides))
+    return dataclasses.replace(config, **auto) if auto else config
+
+
+def check_signature(method: Method) -> None:
+    """`run` must accept exactly the data keywords its declaration grants (and a source-free one none)."""
+    params = inspect.signature(method.run).parameters
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    granted = set(GRANT_KEYS[method.data_access]) | set(method.extras)
+    if method.source_free and (var_kw or set(params) & set(DATA_KEYWORDS)):
+        raise TypeError(f"method {method.name!r} declares data_access='none' but its run function can accept "
+                        f"data (parameters {sorted(set(params) & set(DATA_KEYWORDS))}, **kwargs={var_kw})")
+    missing = [k for k in ("config", "seed", "device", *sorted(granted)) if k not in params and not var_kw]
+    if missing:
+        raise TypeError(f"method {method.name!r}: run() lacks the keyword(s) {missing} its declaration "
+                        f"(data_access={method.data_access!r}, extras={method.extras}) requires")
+    extra_data = sorted((set(params) & set(DATA_KEYWORDS)) - granted)
+    if extra_data:
+        raise TypeError(f"method {method.name!r}: run() takes {extra_data}, which its declaration "
+                        f"(data_access={method.data_access!r}, extras={method.extras}) does not grant")
+
+
+# ----------------------------------------------------------------------------- the grant
+
+def balanced_subset(ds: TensorDataset, per_class: int, seed: int) -> TensorDataset:
+    """Up to `per_class` samples of every class present in `ds`, drawn without replacement by a seeded
+    generator (a class with fewer samples gives all of them); rows sorted by their index in `ds`."""
+    check_positive("retain_per_class", per_class)
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in torch.unique(ds.y).tolist():
+        idx = (ds.y == c).nonzero().flatten()
+        picks.append(idx[torch.randperm(len(idx), generator=gen)[:per_class]])
+    index = torch.sort(torch.cat(picks)).values if picks else torch.zeros(0, dtype=torch.int64)
+    return ds.subset(index)
+
+
+def _to_pixels(ds: TensorDataset) -> torch.Tensor:
+    """Undo the per-channel normalisation: values in [0, 1]."""
+    mean = torch.tensor(ds.info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(ds.info.std).view(1, -1, 1, 1)
+    return ds.x * std + mean
+
+
+def convert_images(pixels: torch.Tensor, target: DatasetInfo) -> torch.Tensor:
+    """[0, 1] images (N, C, H, W) -> the target's shape and normalisation.
+
+    Resize with bilinear interpolation (antialiased when shrinking), then map channels: 1 -> C by
+    replication, C -> 1 by averaging; finally normalise with the target's mean and std.
+    """
+    c, h, w = target.image_shape
+    x = pixels
+    if tuple(x.shape[2:]) != (h, w):
+        shrink = h < x.shape[2] or w < x.shape[3]
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
+        x = x.clamp(0.0, 1.0)   # bilinear cannot overshoot, but antialiasing can by rounding
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.expand(-1, c, -1, -1)
+        elif c == 1:
+            x = x.mean(1, keepdim=True)
+        else:
+            raise ValueError(f"cannot map {x.shape[1]} channels to {c}")
+    mean = torch.tensor(target.mean).view(1, -1, 1, 1)
+    std = torch.tensor(target.std).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def ood_dataset(profile: str | Profile, max_samples: int | None = None, seed: int = 0) -> TensorDataset:
+    """An out-of-distribution set for a profile: the TRAIN split of a different data set, converted to the
+    profile's input (shape, channels, normalisation).
+
+    - fashion_mnist (28x28x1): scikit-learn digits (8x8), upsampled;
+    - digits (8x8x1): Fashion-MNIST, downsampled (antialiased);
+    - cifar10 / cifar100 / pins (32x32x3): digits, upsampled and replicated to 3 channels.
+    Labels are the source data set's own (meaningless to the model; SCAR uses only the images).
+    `max_samples` keeps a seeded random subset.
+    """
+    prof = get_profile(profile)
+    target = dataset_info(prof.dataset)
+    source_name = OOD_SOURCE.get(prof.dataset, "digits")
+    source = load_dataset(source_name, "train")
+    if max_samples is not None:
+        check_positive("max_samples", max_samples)
+        if max_samples < len(source):
+            keep = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:max_samples]
+            source = source.subset(torch.sort(keep).values)
+    x = convert_images(_to_pixels(source), target)
+    info = DatasetInfo(name=f"{source_name}->{prof.dataset}", num_classes=source.info.num_classes,
+                       class_names=source.info.class_names, image_shape=target.image_shape, mean=target.mean,
+                       std=target.std, input_range=target.input_range)
+    return TensorDataset(x, source.y.clone(), info)
+
+
+def build_grant(method: Method, profile: Profile, forget_classes: Sequence[int], seed: int,
+                retain_per_class: int) -> dict[str, TensorDataset]:
+    """Exactly the keyword arguments `method.run` is entitled to (see the module docstring)."""
+    keys = GRANT_KEYS[method.data_access]
+    grant: dict[str, TensorDataset] = {}
+    if keys:
+        forget, retain = split_dataset(load_dataset(profile.dataset, "train"), forget_classes)
+        if "forget" in keys:
+            grant["forget"] = forget
+        if "retain" in keys:
+            grant["retain"] = (balanced_subset(retain, retain_per_class, seed)
+                               if method.data_access == "retain_subset" else retain)
+    if "ood" in method.extras:
+        grant["ood"] = ood_dataset(profile)
+    return grant
+
+
+# ----------------------------------------------------------------------------- the record
+
+def _json_report(obj: Any, limit: int = MAX_REPORT_ELEMENTS) -> Any:
+    """A report without big tensors: small tensors/arrays become lists, big ones a short description.
+    `snapshots` (model states kept for efficiency curves) become their step / wall-time index."""
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if k == "snapshots" and isinstance(v, (list, tuple)):
+                out[k] = [{kk: vv for kk, vv in s.items() if kk != "state_dict"} if isinstance(s, Mapping)
+                          else repr(type(s)) for s in v]
+            else:
+                out[str(k)] = _json_report(v, limit)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_json_report(v, limit) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        if obj.numel() > limit:
+            return f"<tensor {tuple(obj.shape)} {obj.dtype} omitted>"
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, np.ndarray):
+        if obj.size > limit:
+            return f"<array {obj.shape} {obj.dtype} omitted>"
+        return obj.tolist()
+    if isinstance(obj, nn.Module):
+        return f"<{type(obj).__name__} omitted>"
+    return obj
+
+
+def _check_result(method: Method, out: Any) -> tuple[nn.Module, dict]:
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"method {method.name!r}: run() must return (model, report), got {type(out).__name__}")
+    model, report = out
+    if not isinstance(model, nn.Module) or not hasattr(model, "num_classes"):
+        raise TypeError(f"method {method.name!r}: run() returned a {type(model).__name__}, not a Classifier")
+    if not isinstance(report, dict):
+        raise TypeError(f"method {method.name!r}: run() returned a report of type {type(report).__name__}, not dict")
+    return model, report
+
+
+def _cache_hooks(method: Method) -> tuple[Any, Any] | None:
+    module = sys.modules.get(getattr(method.run, "__module__", ""), None)
+    load, store = getattr(module, "load_cached", None), getattr(module, "store_cached", None)
+    return (load, store) if callable(load) and callable(store) else None
+
+
+def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classes: int | Sequence[int] | None = None,
+               seed: int = 0, device: str | torch.device = "auto", evaluate: bool = True,
+               retain_per_class: int = 500, progress: bool = True, return_model: bool = False,
+               model_seed: int = 0, **overrides) -> dict[str, Any] | tuple[dict[str, Any], nn.Module, dict]:
+    """Unlearn `forget_classes` from the profile's original model with one method; see the module docstring.
+
+    name: a registered method name (dsda.METHODS) or a Method. forget_classes: None = the profile's
+    default task. seed: the method's seed (batch order, noise, subsets; for Retrain also the oracle's
+    initialisation). model_seed: which original model (dsda.original_model(profile, seed=model_seed)).
+    retain_per_class: size of the "retain_subset" grant. overrides: the method's config options.
+
+    Returns the JSON-ready record; with `return_model=True`, `(record, model, report)` where `report` is
+    the method's untouched report (e.g. with the `snapshots` state dicts the record leaves out).
+    """
+    from ..metrics import evaluate as evaluate_model
+    from ..train import original_model
+
+    method = _resolve_method(name)
+    prof = get_profile(profile)
+    num_classes = dataset_info(prof.dataset).num_classes
+    fc = validate_forget_classes(prof.forget_classes if forget_classes is None else forget_classes, num_classes)
+    seed = _check_int("seed", seed)
+    model_seed = _check_int("model_seed", model_seed)
+    for key, flag in (("evaluate", evaluate), ("progress", progress), ("return_model", return_model)):
+        _check_bool(key, flag)
+    check_positive("retain_per_class", retain_per_class)
+    dev = resolve_device(device)
+    config = build_config(method, prof, progress, overrides)
+    check_signature(method)
+
+    model = copy.deepcopy(original_model(prof, seed=model_seed, device=dev, progress=progress))
+    hooks = _cache_hooks(method)
+    cached = hooks[0](prof, fc, seed=seed, device=dev, config=config) if hooks else None
+    granted_sizes: dict[str, int] = {}
+    if cached is not None:
+        model, report, et_s = cached
+        et_source = "cache"
+    else:
+        grant = build_grant(method, prof, fc, seed, retain_per_class)      # everything loaded before the guard
+        granted_sizes = {k: len(v) for k, v in grant.items()}
+        reason = (f"method {method.name} declared data_access={method.data_access!r}"
+                  + (f", extras={list(method.extras)}" if method.extras else "")
+                  + "; it may use only the data the runner handed it")
+        with forbid_data_access(reason):
+            with timer() as t:   # synchronises CUDA before and after
+                out = method.run(model, fc, config=config, seed=seed, device=dev, **grant)
+        del grant
+        model, report = _check_result(method, out)
+        et_s, et_source = t["s"], "measured"
+        if hooks:
+            hooks[1](prof, fc, seed=seed, model=model, report=report, et_s=et_s, config=config)
+    model.eval()
+
+    metrics = evaluate_model(model, prof, fc, device=dev, seed=seed) if evaluate else None
+    record = {
+        "method": method.name, "title": method.title, "data_access": method.data_access,
+        "extras": list(method.extras), "source_free": method.source_free, "profile": prof.name,
+        "settings": settings_key(method, prof), "forget_classes": list(fc), "seed": seed, "model_seed": model_seed,
+        "ET_s": float(et_s), "ET_source": et_source, "granted": granted_sizes, "metrics": metrics,
+        "config": dataclasses.asdict(config), "report": _json_report(report),
+        "reference": method.reference, "provenance": provenance(dev),
+    }
+    return (record, model, report) if return_model else record
+
+
+# ----------------------------------------------------------------------------- the methods table
+
+def methods_table(methods: Mapping[str, Method] | None = None) -> list[dict[str, Any]]:
+    """One row per registered method: name, title, data access, extras, source-free, in Table 1, reference."""
+    if methods is None:
+        from . import METHODS as methods
+    return [{"name": m.name, "title": m.title, "data_access": m.data_access, "extras": ", ".join(m.extras),
+             "source_free": m.source_free, "in_paper_table": m.in_paper_table, "reference": m.reference}
+            for m in methods.values()]
+
+
+def methods_table_markdown(methods: Mapping[str, Method] | None = None) -> str:
+    """The methods table as GitHub Markdown (for the README)."""
+    head = "| name | method | data access | source-free | in DSDA Table 1 | reference |\n|---|---|---|---|---|---|"
+    lines = [head]
+    for r in methods_table(methods):
+        access = r["data_access"] + (f" + {r['extras']}" if r["extras"] else "")
+        cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+        lines.append(f"| `{r['name']}` | {cell(r['title'])} | {access} | {'yes' if r['source_free'] else 'no'} | "
+                     f"{'yes' if r['in_paper_table'] else 'no'} | {cell(r['reference'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def methods_table_text(methods: Mapping[str, Method] | None = None) -> str:
+    """The methods table as aligned plain text (for `python -m dsda methods`)."""
+    rows = [("name", "method", "data access", "source-free", "Table 1", "reference")]
+    for r in methods_table(methods):
+        access = r["data_access"] + (f"+{r['extras']}" if r["extras"] else "")
+        rows.append((r["name"], r["title"], access, "yes" if r["source_free"] else "no",
+                     "yes" if r["in_paper_table"] else "no", r["reference"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows) + "\n"
