@@ -1,7 +1,7 @@
 """dsda: source-free class unlearning (Wang et al., ICML 2025), tested and reproducible.
 
-Public surface (imported lazily, so `import dsda` is cheap and importing the method never pulls in
-the data module):
+Public surface (imported lazily, except `unlearn`, so importing the method never pulls in the data
+module):
 
     dsda.load_dataset(name, split)                      -> TensorDataset
     dsda.get_profile(name)                              -> Profile
@@ -32,13 +32,18 @@ _LAZY = {
     "evaluate": "metrics",
     "synthesize": "sampler",
     "SamplerConfig": "sampler",
-    "unlearn": "unlearn",
     "DamoConfig": "damo",
     "METHODS": "baselines",
     "run_method": "baselines",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_LAZY) + ["unlearn", "__version__"]
+
+# `unlearn` is both a submodule and its main function. Importing the submodule makes Python bind
+# `dsda.unlearn` to the module, so a lazy attribute would turn into the module after first use. Importing
+# it here, once, and binding the function afterwards keeps `dsda.unlearn(...)` callable for good (the
+# module stays reachable as `sys.modules["dsda.unlearn"]` and `from dsda.unlearn import ...`).
+from .unlearn import unlearn  # noqa: E402  (sampler, damo, profiles, utils: no data module)
 
 
 def __getattr__(name: str):

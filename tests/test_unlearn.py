@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dsda import unlearn as U
+import dsda
 from dsda.damo import DAMO_FIELDS
 from dsda.models import Classifier
 from dsda.sampler import SamplerConfig
+
+U = sys.modules["dsda.unlearn"]  # the module; `dsda.unlearn` is the function
 
 # tiny and fast: a few synthetic samples, a few sampler and DAMO steps
 FAST = dict(device="cpu", n_per_class=8, nfe=4, max_steps=4, batch_retain=16, batch_forget=8, check_every=2)
@@ -135,3 +137,11 @@ def test_cpu_profile_forgets_and_keeps_retain_accuracy(forget):
     m_r = dsda.evaluate(retrained, "cpu", forget)
     assert m_u["A_f"] <= 1.0, (m_u, rep["stop_reason"], rep["steps"])
     assert m_u["A_r"] >= m_r["A_r"] - 3.0, (m_u, m_r, rep["steps"])
+
+
+def test_dsda_unlearn_stays_the_function_after_the_module_is_imported():
+    import importlib
+    importlib.import_module("dsda.unlearn")
+    from dsda.unlearn import unlearn as f  # noqa: F401
+    import dsda.baselines.dsda_method  # noqa: F401  (imports ..unlearn)
+    assert callable(dsda.unlearn) and dsda.unlearn is U.unlearn
