@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu", dataset="fashion_mnist", model="cnn", width=32,
-        recipe=TrainRecipe(epochs=4, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),
+        recipe=TrainRecipe(epochs=5, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),  # 5 x ~36 s on 2 cores; 91.9 % test
         forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0,),
     ),
     "paper": Profile(
