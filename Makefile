@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.dsda-installed
 .PHONY: reproduce test data install clean-cache help
 
 help:
-	@echo "make reproduce [PROFILE=cpu|smoke|paper]  - prepare data, train/load models, run the notebook series"
+	@echo "make reproduce [PROFILE=cpu|smoke|paper] [FROM_SCRATCH=1]  - data, models, the notebook series"
 	@echo "make test                                 - run the test suite (unit tests, notebooks)"
 
 $(STAMP): pyproject.toml
@@ -24,11 +24,16 @@ install: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m dsda prepare-data
 
+# FROM_SCRATCH=1 ignores the shipped pretrained/ checkpoints and trains every model here.
 reproduce: data
-	$(BIN)/python -m dsda train --profile $(PROFILE)
+	$(if $(FROM_SCRATCH),DSDA_NO_PRETRAINED=1 ,)$(BIN)/python -m dsda reproduce --profile $(PROFILE)
+
+# Unit tests, the smoke series through papermill, then nbval re-executes the committed notebooks
+# (golden cpu outputs) and compares the claim cells.
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1500
 
 test: data
-	TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests $(NBVAL) notebooks
 
 clean-cache:
 	rm -rf checkpoints runs

@@ -5,6 +5,10 @@
     run --method NAME --profile cpu --forget 3 [--forget 5] --seed 0 --out result.json [--set key=value ...]
                                                      run one unlearning method, write its record (JSON)
     methods [--markdown]                             list every method with the data it may touch
+    reproduce --profile cpu [--only 02] [--force]    run the notebook series with papermill (runs/<profile>/),
+                                                     then write results/<profile>/SUMMARY.md
+    notebooks build | check | golden [--only 02]     notebooks/src/*.py -> notebooks/*.ipynb; check drift;
+                                                     refresh the golden cpu outputs (maintainers)
 """
 from __future__ import annotations
 
@@ -98,6 +102,27 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import run_series
+    rows = run_series(args.profile, only=args.only or None, force=args.force, progress=not args.no_progress)
+    ran = sum(r["status"] == "ran" for r in rows)
+    print(f"[dsda] {args.profile}: {ran} notebook(s) ran, {len(rows) - ran} unchanged")
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from .reproduce import build_all, update_golden
+    if args.action == "build":
+        return build_all()
+    if args.action == "check":
+        rc = build_all(check=True)
+        print("notebooks match their sources" if rc == 0 else "notebooks drifted from notebooks/src: "
+              "run `python -m dsda notebooks build`")
+        return rc
+    update_golden(only=args.only or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list every unlearning method with the data it may touch")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("reproduce", help="run the notebook series with papermill and write SUMMARY.md")
+    _add_profile(p)
+    p.add_argument("--only", action="append", default=[], metavar="PREFIX",
+                   help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
+    p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
+    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("notebooks", help="build notebooks from notebooks/src, check drift, refresh golden outputs")
+    p.add_argument("action", choices=("build", "check", "golden"))
+    p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
+    p.set_defaults(func=cmd_notebooks)
     return parser
 
 

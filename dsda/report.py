@@ -111,3 +111,42 @@ def start(notebook: str, profile: str, params: dict[str, Any], device: str = "au
     run = Run(notebook, profile, dict(params), device)
     print(run.header())
     return run
+
+
+def notebook_profile(profile: str, dataset: str | None = None, model: str | None = None,
+                     device: str | None = None):
+    """The Profile a notebook runs on: the named profile with the notebook's `dataset`, `model` and
+    `device` parameters applied (None keeps the profile's own). Checkpoints are cached by the full
+    config, so an override never reuses a model trained for another data set or architecture."""
+    import dataclasses
+
+    from .data import dataset_info
+    from .models import MODEL_NAMES
+    from .profiles import get_profile
+    from .utils import check_choice
+    p = get_profile(profile)
+    changes: dict[str, Any] = {}
+    if dataset is not None and dataset != p.dataset:
+        dataset_info(dataset)  # raises naming the allowed data sets
+        changes["dataset"] = dataset
+    if model is not None and model != p.model:
+        check_choice("model", model, MODEL_NAMES)
+        changes["model"] = model
+    if device is not None and device != p.device:
+        resolve_device(device)
+        changes["device"] = device
+    return dataclasses.replace(p, **changes) if changes else p
+
+
+def markdown_table(rows: list[dict[str, Any]] | Any) -> str:
+    """A GitHub Markdown table from a list of dicts or a pandas DataFrame (no `tabulate` dependency)."""
+    if hasattr(rows, "to_dict"):
+        rows = rows.to_dict("records")
+    rows = list(rows)
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    cell = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)

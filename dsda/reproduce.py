@@ -1,0 +1,239 @@
+"""The notebook series: source format, batch runner and summary.
+
+Each notebook has a reviewable twin `notebooks/src/NN_name.py` in the "percent" format
+(`# %%` starts a code cell, `# %% [markdown]` a markdown cell, `# %% tags=["parameters"]` tags one);
+`notebooks/NN_name.ipynb` holds the same cells plus the golden outputs of the `cpu` profile, which
+nbval compares. `python -m dsda notebooks build` turns sources into notebooks (keeping outputs of
+unchanged cells) and `python -m dsda notebooks check` fails when the two drifted apart.
+
+`python -m dsda reproduce --profile cpu [--only 02] [--force]` executes the series with papermill into
+`runs/<profile>/`, skips notebooks whose inputs and parameters are unchanged since their last
+successful run, stops with the failing cell's error, and writes `results/<profile>/SUMMARY.md`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from .report import output_root, project_root
+from .utils import atomic_write_bytes, atomic_write_json, check_choice
+
+CELL_MARK = re.compile(r"^# %%(?P<rest>.*)$")
+
+
+# ----------------------------------------------------------------------------- percent format
+
+def parse_percent(text: str) -> list[dict[str, Any]]:
+    """Cells of a percent-format script: [{"cell_type", "source", "tags"}]."""
+    cells: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        m = CELL_MARK.match(line)
+        if m:
+            rest = m.group("rest").strip()
+            kind = "markdown" if rest.startswith("[markdown]") else "code"
+            tags = re.search(r"tags=(\[[^\]]*\])", rest)
+            current = {"cell_type": kind, "lines": [], "tags": json.loads(tags.group(1)) if tags else []}
+            cells.append(current)
+        elif current is not None:
+            current["lines"].append(line)
+    out = []
+    for c in cells:
+        lines = c.pop("lines")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if c["cell_type"] == "markdown":
+            lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
+        out.append({**c, "source": "\n".join(lines)})
+    return out
+
+
+def build_notebook(src: Path, dest: Path) -> bool:
+    """Write `dest` from `src`; outputs of cells whose source is unchanged are kept. True if it changed."""
+    import nbformat
+    cells = parse_percent(src.read_text())
+    old_outputs: dict[str, Any] = {}
+    if dest.exists():
+        old = nbformat.read(dest, as_version=4)
+        old_outputs = {c.source: c for c in old.cells if c.cell_type == "code"}
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    for c in cells:
+        if c["cell_type"] == "markdown":
+            cell = nbformat.v4.new_markdown_cell(c["source"])
+        else:
+            cell = nbformat.v4.new_code_cell(c["source"])
+            prev = old_outputs.get(c["source"])
+            if prev is not None:
+                cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
+        if c["tags"]:
+            cell.metadata["tags"] = c["tags"]
+        cell.id = hashlib.sha1(f"{src.stem}:{len(nb.cells)}".encode()).hexdigest()[:8]
+        nb.cells.append(cell)
+    text = nbformat.writes(nb) + "\n"
+    if dest.exists() and dest.read_text() == text:
+        return False
+    atomic_write_bytes(dest, text.encode())
+    return True
+
+
+def notebook_cells(path: Path) -> list[tuple[str, str, list[str]]]:
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def drift(src: Path, nb_path: Path) -> list[str]:
+    """Differences between a source script and its notebook (empty when in step)."""
+    if not nb_path.exists():
+        return [f"{nb_path} is missing"]
+    want = [(c["cell_type"], c["source"], c["tags"]) for c in parse_percent(src.read_text())]
+    have = notebook_cells(nb_path)
+    problems = [f"{nb_path.name}: cell count {len(have)} != {len(want)} in {src.name}"] if len(have) != len(want) else []
+    for i, (w, h) in enumerate(zip(want, have)):
+        if w != h:
+            problems.append(f"{nb_path.name}: cell {i} differs from {src.name}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- the series
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def series(only: Iterable[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order; `only` keeps those whose name starts with one of the prefixes."""
+    nbs = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        only = [str(o) for o in only]
+        nbs = [p for p in nbs if any(p.stem.startswith(o) for o in only)]
+        if not nbs:
+            raise ValueError(f"--only {only} matches no notebook; available: "
+                             f"{[p.stem for p in sorted(notebooks_dir().glob('[0-9][0-9]_*.ipynb'))]}")
+    return nbs
+
+
+def _package_digest() -> str:
+    """Hash of the package's source: a code change invalidates earlier runs."""
+    h = hashlib.sha256()
+    for f in sorted((project_root() / "dsda").rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def input_digest(nb: Path, params: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(nb.read_bytes())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(_package_digest().encode())
+    return h.hexdigest()[:16]
+
+
+def run_series(profile: str = "cpu", only: Iterable[str] | None = None, force: bool = False,
+               out_dir: Path | None = None, progress: bool = True, log_output: bool = False) -> list[dict]:
+    """Execute the series with papermill; returns one status row per notebook."""
+    import papermill as pm
+    from .profiles import PROFILES
+    check_choice("profile", profile, PROFILES)
+    out_dir = Path(out_dir) if out_dir else output_root() / "runs" / profile
+    manifest_path = out_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    params = {"profile": profile}
+    rows = []
+    nbs = series(only)
+    for i, nb in enumerate(nbs, 1):
+        digest = input_digest(nb, params)
+        target = out_dir / nb.name
+        result = output_root() / "results" / profile / f"{nb.stem}.json"
+        if not force and manifest.get(nb.stem) == digest and target.exists() and result.exists():
+            print(f"[{i}/{len(nbs)}] {nb.stem}: unchanged, skipped", flush=True)
+            rows.append({"notebook": nb.stem, "status": "skipped", "wall_s": 0.0})
+            continue
+        print(f"[{i}/{len(nbs)}] {nb.stem}: running ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+                                cwd=str(notebooks_dir()), progress_bar=progress, log_output=log_output)
+        except pm.PapermillExecutionError as e:
+            manifest.pop(nb.stem, None)
+            atomic_write_json(manifest_path, manifest)
+            raise RuntimeError(f"{nb.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                               f"  executed notebook with the traceback: {target}") from None
+        wall = time.perf_counter() - t0
+        manifest[nb.stem] = digest
+        atomic_write_json(manifest_path, manifest)
+        print(f"[{i}/{len(nbs)}] {nb.stem}: done in {wall:.0f} s", flush=True)
+        rows.append({"notebook": nb.stem, "status": "ran", "wall_s": round(wall, 1)})
+    summary = write_summary(profile)
+    print(f"summary: {summary}")
+    return rows
+
+
+def write_summary(profile: str) -> Path:
+    """results/<profile>/SUMMARY.md: the main table and every claim's verdict."""
+    folder = output_root() / "results" / profile
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9]_*.json"))}
+    lines = [f"# Results summary: profile `{profile}`", ""]
+    main = results.get("06_main_results", {}).get("numbers", {})
+    for key, title in (("table_single", "Single-class unlearning (Table 1)"),
+                       ("table_multi", "Multi-class unlearning (Table 2)")):
+        if main.get(key):
+            lines += [f"## {title}", "", main[key], ""]
+    lines += ["## Claims of the paper, checked", "", "| notebook | claim | holds | evidence |", "|---|---|---|---|"]
+    for name, res in results.items():
+        for c in res.get("claims", []):
+            lines.append(f"| {name} | {c['text']} | {'yes' if c['verdict'] else '**no**'} | {c['evidence']} |")
+    lines += ["", "| notebook | wall time (s) | device | commit |", "|---|---|---|---|"]
+    for name, res in results.items():
+        prov = res.get("provenance", {})
+        lines.append(f"| {name} | {res.get('wall_s', '')} | {prov.get('device_name', '')} | "
+                     f"{str(prov.get('git_commit', ''))[:12]} |")
+    path = folder / "SUMMARY.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def build_all(check: bool = False) -> int:
+    """Build every notebook from notebooks/src (or, with check=True, report drift and return 1)."""
+    srcs = sorted((notebooks_dir() / "src").glob("*.py"))
+    problems: list[str] = []
+    for src in srcs:
+        dest = notebooks_dir() / f"{src.stem}.ipynb"
+        if check:
+            problems += drift(src, dest)
+        elif build_notebook(src, dest):
+            print(f"built {dest.relative_to(project_root())}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def update_golden(only: Iterable[str] | None = None, timeout_s: int | None = None) -> None:
+    """Re-execute notebooks in place on their default parameters (the `cpu` profile) to refresh the
+    golden outputs nbval compares. Maintainers only: run it on a quiet machine, then commit."""
+    import nbformat
+    import papermill as pm
+    for nb in series(only):
+        t0 = time.perf_counter()
+        tmp = nb.with_suffix(".running.ipynb")
+        try:
+            pm.execute_notebook(str(nb), str(tmp), kernel_name="python3", cwd=str(notebooks_dir()),
+                                progress_bar=False, execution_timeout=timeout_s)
+            out = nbformat.read(tmp, as_version=4)
+        finally:
+            tmp.unlink(missing_ok=True)
+        out.metadata.pop("papermill", None)  # timings and paths: noise in the diff
+        for cell in out.cells:
+            cell.metadata.pop("papermill", None)
+            cell.metadata.pop("execution", None)
+        atomic_write_bytes(nb, (nbformat.writes(out) + "\n").encode())
+        print(f"golden {nb.name}: {time.perf_counter() - t0:.0f} s", flush=True)
