@@ -37,6 +37,8 @@ from .utils import check_choice, resolve_device
 
 FORGET_LOSSES = ("neg_ce_bounded", "relabel_nearest", "kl_uniform")
 CENTRE_MODES = ("fixed", "ema")
+ORIGINS = ("zero", "centre_mean")
+OPTIMA = ("fixed", "original")
 OPTIMIZERS = ("adam", "sgd")
 BN_MODES = ("eval", "train")
 
@@ -57,8 +59,12 @@ class DamoConfig:
     delta: float = 64.0                     # scale factor delta
     o_p: float = 1.25                       # optimum O_p of the positive similarity
     o_n: float = -0.25                      # optimum O_n of the negative similarities
+    optima: str = "fixed"                   # "fixed": o_p, o_n as given; "original": O_p, O_n = the original
+                                            # model's mean s_p, s_n on D^_r (ours: keep its structure, see damo())
     centres: str = "fixed"                  # "fixed" = original model on D^_r; "ema" = moving average
     ema_momentum: float = 0.9               # c <- m c + (1 - m) batch mean, for centres="ema"
+    origin: str = "zero"                    # where cosines are measured from: "zero" (Eq. 7 as printed) or
+                                            # "centre_mean" (the mean of the retain centres; ours, see circle_center_loss)
     # optimisation (not in the paper)
     optimizer: str = "adam"                 # "adam" | "sgd"; the update fed to it is d
     lr: float = 1e-4                        # learning rate
@@ -81,6 +87,8 @@ class DamoConfig:
     def __post_init__(self):
         check_choice("forget_loss", self.forget_loss, FORGET_LOSSES)
         check_choice("centres", self.centres, CENTRE_MODES)
+        check_choice("origin", self.origin, ORIGINS)
+        check_choice("optima", self.optima, OPTIMA)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("bn_mode", self.bn_mode, BN_MODES)
         for name in ("multitask", "disc", "progress"):
@@ -164,7 +172,8 @@ def forget_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, forget_mask: t
 
 
 def circle_center_loss(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,
-                       delta: float = 64.0, o_p: float = 1.25, o_n: float = -0.25) -> torch.Tensor:
+                       delta: float = 64.0, o_p: float = 1.25, o_n: float = -0.25,
+                       origin: torch.Tensor | None = None) -> torch.Tensor:
     """L_Disc, Eq. 7: Circle loss with one positive (own-class centre) and the other centres as negatives.
 
     `labels` index the rows of `centres` (R retain-class centres, D dims). Per sample i of class y:
@@ -172,9 +181,17 @@ def circle_center_loss(features: torch.Tensor, labels: torch.Tensor, centres: to
         alpha_p = [O_p - s_p]_+, alpha_n^j = [s_n^j - O_n]_+          (detached, as in Circle loss)
         loss_i = log(1 + sum_j exp(delta alpha_n^j s_n^j) exp(-delta alpha_p s_p))       # Eq. 7
     computed stably as softplus(logsumexp_j(delta alpha_n^j s_n^j) - delta alpha_p s_p); mean over i.
+
+    `origin` (D,), deviation, optional: measure the cosines from this point instead of from zero, i.e.
+    cos(c_j - o, normalize(h_i) - o). Post-ReLU, mean-pooled features lie in the positive orthant, so every
+    cosine measured from zero is >= 0 and O_n = -0.25 is unreachable: the loss never saturates and keeps
+    reshaping the features (we measured the retain accuracy collapse). From the mean of the centres the
+    cosines span [-1, 1] as Circle loss assumes.
     """
     if centres.shape[0] < 2:
         raise ValueError("circle_center_loss needs at least two centres (one positive, one negative)")
+    if origin is not None:
+        features, centres = F.normalize(features, dim=1) - origin, centres - origin
     s = F.normalize(features, dim=1) @ F.normalize(centres, dim=1).T  # (N, R) cosine similarities
     pos = F.one_hot(labels, centres.shape[0]).bool()
     s_p = s[pos]                                                       # (N,)
@@ -182,6 +199,33 @@ def circle_center_loss(features: torch.Tensor, labels: torch.Tensor, centres: to
     a_p = (o_p - s_p.detach()).clamp_min(0)
     a_n = (s_n.detach() - o_n).clamp_min(0)
     return F.softplus(torch.logsumexp(delta * a_n * s_n, dim=1) - delta * a_p * s_p).mean()
+
+
+@torch.no_grad()
+def original_similarities(model: nn.Module, x: torch.Tensor, rows: torch.Tensor, centres: torch.Tensor,
+                          origin: torch.Tensor | None = None, batch_size: int = 512) -> tuple[float, float]:
+    """Mean s_p and mean s_n of Eq. 7 under `model` (the original, before DAMO) on D^_r.
+
+    Used as O_p, O_n with `optima="original"` (deviation, ours): with the Circle-loss optima 1.25 / -0.25 the
+    loss is far from its optimum on the original model and, DAMO's retain cross-entropy being near zero on
+    synthetic data, its gradient dominates and reshapes the features; we measured retain accuracy falling
+    by 12-25 points on Fashion-MNIST. With the original model's own similarities as optima, L_Disc is near
+    zero at the start and pushes back only where forgetting erodes the class structure."""
+    was = model.training
+    model.eval()
+    sp, sn, n = 0.0, 0.0, 0
+    for i in range(0, len(x), batch_size):
+        h = F.normalize(model.features(x[i:i + batch_size]), dim=1)
+        c = centres
+        if origin is not None:
+            h, c = h - origin, centres - origin
+        s = F.normalize(h, dim=1) @ F.normalize(c, dim=1).T
+        pos = F.one_hot(rows[i:i + batch_size], centres.shape[0]).bool()
+        sp += float(s[pos].sum())
+        sn += float(s[~pos].sum()) / (centres.shape[0] - 1)
+        n += len(h)
+    model.train(was)
+    return sp / n, sn / n
 
 
 @torch.no_grad()
@@ -531,6 +575,10 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
         if centres.shape[0] != len(retain_classes):
             raise ValueError(f"centres must have one row per retain class ({len(retain_classes)}), "
                              f"got {tuple(centres.shape)}")
+        origin = centres.mean(dim=0) if cfg.origin == "centre_mean" else None
+        o_p, o_n = cfg.o_p, cfg.o_n
+        if cfg.optima == "original":
+            o_p, o_n = original_similarities(model, x_r, row_of[y_r], centres, origin, cfg.eval_batch_size)
 
     k = cfg.n_tasks
     lam = cfg.lambdas[:k]
@@ -557,7 +605,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
         buf.fill(1, l_f)
         buf.fill(0, l_r, retain_graph=cfg.disc)  # h_r's graph is reused by L_Disc
         if cfg.disc:
-            l_d = circle_center_loss(h_r, row_of[y_r[ri]], centres, cfg.delta, cfg.o_p, cfg.o_n)
+            l_d = circle_center_loss(h_r, row_of[y_r[ri]], centres, cfg.delta, o_p, o_n, origin)
             buf.fill(2, l_d)
         G = (buf.rows @ buf.rows.T).double().cpu().numpy()
         stats = gradient_stats(G, lam)

@@ -70,8 +70,9 @@ class Run:
                 f"torch {prov['versions']['torch']} | python {platform.python_version()} | "
                 f"commit {prov['git_commit'][:12]} | {prov['timestamp']}")
 
-    def figure(self, fig, name: str, dpi: int = 110) -> Path:
-        """Save `fig` as PNG and close it (no `<Figure ...>` repr in the notebook)."""
+    def figure(self, fig, name: str, dpi: int = 110) -> None:
+        """Save `fig` as PNG and close it (no `<Figure ...>` repr in the notebook). Returns None, so a
+        cell ending with this call shows no output; the path is in `self.figures`."""
         import io
 
         import matplotlib.pyplot as plt
@@ -81,7 +82,6 @@ class Run:
         plt.close(fig)
         atomic_write_bytes(path, buf.getvalue())
         self.figures.append(str(path.relative_to(output_root())))
-        return path
 
     def claim(self, text: str, verdict: bool, evidence: str) -> Claim:
         c = Claim(text, bool(verdict), evidence)

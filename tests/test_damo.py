@@ -197,6 +197,36 @@ def test_circle_center_loss_hand_computation():
     assert out.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
 
 
+def test_circle_center_loss_with_origin_measures_cosines_from_it():
+    # features on the unit circle's positive quadrant; from origin o = (0.5, 0.5) the centre directions
+    # become opposite, so a negative cosine (unreachable from zero for non-negative features) appears
+    h = torch.tensor([[1.0, 0.0]])
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    o = torch.tensor([0.5, 0.5])
+    delta, o_p, o_n = 2.0, 1.25, -0.25
+    # from o: h - o = (0.5, -0.5) -> direction (r, -r); c0 - o = (0.5, -0.5): s_p = 1; c1 - o = (-0.5, 0.5): s_n = -1
+    ref = math.log(1 + math.exp(2 * 0.0 * -1) * math.exp(-2 * 0.25 * 1))  # a_n = [-1 + 0.25]_+ = 0
+    got = D.circle_center_loss(h, torch.tensor([0]), centres, delta, o_p, o_n, origin=o)
+    assert got.item() == pytest.approx(ref, rel=1e-6)
+    zero = D.circle_center_loss(h, torch.tensor([0]), centres, delta, o_p, o_n)   # from zero: s_n = 0
+    assert zero.item() == pytest.approx(math.log(1 + math.exp(2 * 0.25 * 0) * math.exp(-2 * 0.25 * 1)), rel=1e-6)
+
+
+def test_original_similarities_are_the_mean_cosines():
+    class M(torch.nn.Module):
+        training = False
+
+        def features(self, x):
+            return x
+
+    x = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    rows = torch.tensor([0, 0, 1])
+    r = 1 / math.sqrt(2)
+    sp, sn = D.original_similarities(M(), x, rows, centres, batch_size=2)
+    assert sp == pytest.approx((1 + r + 1) / 3) and sn == pytest.approx((0 + r + 0) / 3)
+
+
 def test_circle_center_loss_weights_are_detached():
     g = torch.Generator().manual_seed(0)
     h = torch.randn(5, 4, generator=g, requires_grad=True)
