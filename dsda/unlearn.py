@@ -32,13 +32,31 @@ ALLOWED_OVERRIDES = tuple(sorted(set(SAMPLER_FIELDS) | set(DAMO_FIELDS) | set(EX
 _CLASH = (set(SAMPLER_FIELDS) & set(DAMO_FIELDS)) - set(SHARED_FIELDS)
 assert not _CLASH, f"SamplerConfig and DamoConfig share field names {_CLASH}; routing would be ambiguous"
 
-# Chosen on the cpu profile by measurement on synthetic data only (see the report of issue 4);
-# "smoke" is sized for tests (seconds), "paper" follows the digest's inferred values for ResNet-18.
+# How the cpu values were chosen (2026-11-26, scripted; never on the test split): one AEGDS set of 64 images
+# per class from the cpu original model (nfe 40), then DAMO variants, each scored by A_f / A_r on a seeded
+# VALIDATION subset of 6,000 images of the train split (original model: 94.2 / 93.1). Forgetting class 3,
+# every variant reached A_f = 0 there; A_r after the stopping rule:
+#   paper's full objective (L_R + L_F + L_Disc, CAGrad c=0.5, lr 1e-4) ............... 75.9
+#     with L_F = relabel_nearest 83.2 | kl_uniform 79.5 | forget_bound 2: 82.5 | delta 16: 65.0
+#     lambdas (1, 1, 0.1) 69.3 | origin centre_mean 81.2 | optima original 60.9 | c 0.1: 51.3 | c 0.9: 83.5
+#     c 0.9 + origin centre_mean + lr 5e-5 83.2 | multitask=False (g_T) 18.2
+#   without L_Disc (disc=False): lr 1e-4 88.8 | c 0.9: 88.6 | lr 5e-5: 90.2 | + patience 1: 91.9 (patience 2: 91.2)
+# then on the harder tasks, disc=False, lr 5e-5, patience 1 (original model: class 0: 93.8, classes 3+5: 92.4):
+#   class 0:     forget_bound 10: 84.2 | 2: 84.3 | 1: 85.0 | lambdas (3, 1, 1): 83.7
+#   classes 3+5: forget_bound 10: 86.5 | 2: 88.8 | 1: 89.6 but A_f 1.4 | lambdas (3, 1, 1): 88.0 (A_f 0.7)
+#                relabel_nearest: 78.5 (A_f 8.1) | lr 3e-5: 89.1 | 128 images per class: 88.8 | retain batch 256: 88.8
+#   chosen: disc=False, lr 5e-5, forget_bound 2, patience 1 (stop at the first check with no synthetic forget
+#   sample left in a forget class), 64 images per class
+# So on this model every L_Disc setting we tried costs 5-75 points of retain accuracy (the synthetic images'
+# features are far from the real ones, and pulling them onto class centres reshapes the real features).
+# The cpu default therefore runs WITHOUT L_Disc; `disc=True` gives the paper's full objective (the library
+# default of DamoConfig and of the `paper` profile, where the paper reports that it helps; unmeasured here).
+# Notebook 03 shows both. "smoke" is sized for tests (seconds).
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": {"n_per_class": 32, "nfe": 20, "max_steps": 60, "lr": 1e-3, "batch_retain": 64,
               "batch_forget": 16, "check_every": 5, "patience": 2},
-    "cpu": {"n_per_class": 128, "nfe": 40, "max_steps": 300, "lr": 1e-4, "batch_retain": 128,
-            "batch_forget": 32, "check_every": 10, "patience": 3},
+    "cpu": {"n_per_class": 64, "nfe": 40, "max_steps": 300, "lr": 5e-5, "disc": False, "forget_bound": 2.0,
+            "batch_retain": 128, "batch_forget": 32, "check_every": 10, "patience": 1},
     "paper": {"n_per_class": 500, "nfe": 40, "max_steps": 1000, "lr": 1e-4, "batch_retain": 256,
               "batch_forget": 64, "check_every": 20, "patience": 3},
 }
