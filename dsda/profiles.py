@@ -50,7 +50,8 @@ class Profile:
     multi_forget_classes: tuple[int, ...] = (0, 1)  # default multi-class task (Table 2)
     eval_classes: tuple[int, ...] = (0,)     # forget classes the notebooks sweep over
     seeds: tuple[int, ...] = (0,)            # seeds the notebooks average over
-    eval_batch_size: int = 1024              # batch size for collecting probabilities
+    eval_batch_size: int = 256               # batch size for collecting probabilities (CPU: 256 is 2.7x faster
+                                             # than 1024 for the cpu CNN, cache effects; GPU profiles use 1024)
     mia_max_train: int = 5000                # cap on attack-model training points per side (SVC cost)
     device: str = "auto"                     # 'auto' = CUDA if present, else CPU
 
@@ -73,18 +74,18 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper", dataset="cifar10", model="resnet18", width=64,
         recipe=TrainRecipe(epochs=40, batch_size=256, lr=0.01, milestones=(0.5, 0.75), hflip=True, crop_pad=4),
-        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=tuple(range(10)), seeds=(0, 1, 2),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=tuple(range(10)), seeds=(0, 1, 2), eval_batch_size=1024,
     ),
     "paper-cifar100": Profile(
         name="paper-cifar100", dataset="cifar100", model="resnet18", width=64,
         recipe=TrainRecipe(epochs=200, batch_size=256, lr=0.01, milestones=(0.3, 0.6, 0.8), hflip=True, crop_pad=4),
         # SSD's CIFAR-100 classes: baby (2), lamp (40), mushroom (51), rocket (69), sea (71)
-        forget_classes=(69,), multi_forget_classes=(69, 51), eval_classes=(2, 40, 51, 69, 71), seeds=(0, 1, 2),
+        forget_classes=(69,), multi_forget_classes=(69, 51), eval_classes=(2, 40, 51, 69, 71), seeds=(0, 1, 2), eval_batch_size=1024,
     ),
     "paper-fmnist": Profile(
         name="paper-fmnist", dataset="fashion_mnist", model="resnet18", width=64,
         recipe=TrainRecipe(epochs=20, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),
-        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0,),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0,), eval_batch_size=1024,
     ),
 }
 
