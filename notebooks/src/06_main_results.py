@@ -42,7 +42,7 @@ key = "paper" if profile.startswith("paper") else profile
 BUDGETS = {
     "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda"], "multi_methods": None},
     "cpu": {"single": [[3], [0], [7]], "all_tasks": ["original", "retrain", "dsda"],
-            "multi_methods": ["original", "retrain", "dsda", "gkt", "ispf", "synth_embed", "lau", "ssd", "scar"]},
+            "multi_methods": ["original", "retrain", "dsda", "gkt", "lau"]},
     "paper": {"single": [[c] for c in P.eval_classes], "all_tasks": None, "multi_methods": None},
 }[key]
 single = [list(t) if isinstance(t, (list, tuple)) else [t] for t in (forget_classes or BUDGETS["single"])]
@@ -180,13 +180,6 @@ for m in ("adv_imp", "unsir"):
     if m in mia.index:
         run.claim(f"{fmt(m)}'s MIA is far above Retrain's (> 10 points)", mia[m] - mia["retrain"] > 10,
                   f"{fmt(m)} {mia[m]:.2f} vs Retrain {mia['retrain']:.2f}")
-if sf:
-    run.claim("DSDA's ET improves on the source-free baselines by >= 68.5 % on average",
-              np.mean(et_gain) >= 68.5, "DSDA " + ("faster than " if all(g > 0 for g in et_gain) else "not faster than ")
-              + " and ".join(fmt(m) for m in sf) + "; exact ratios above")
-if non_sf:
-    run.claim("DSDA is faster than most methods with data access", faster_than > len(non_sf) / 2,
-              f"faster than {faster_than} of {len(non_sf)}")
 if "dsda" in degrade:
     run.claim(f"forgetting {multi} at once: DSDA stays robust (A_f <= 1 %, A_r drop <= Retrain's drop + 3 points)",
               M[M.key == "dsda"].A_f.max() <= 1.0 and degrade["dsda"] <= retrain_drop + 3,
@@ -196,6 +189,24 @@ for m in ("gkt", "lau"):
         run.claim(f"{fmt(m)} degrades more than DSDA with {len(multi)} classes", degrade[m] > degrade["dsda"],
                   f"A_r drop {fmt(m)} {degrade[m]:.2f} vs DSDA {degrade['dsda']:.2f}")
 run.print_claims()
+
+# %% [markdown]
+# The claims on execution time depend on wall-clock measurements, which vary from run to run, so they are
+# printed here, outside the cell that nbval compares (they are in the JSON and SUMMARY.md all the same).
+# On the `cpu` profile GKT and ISPF run truncated budgets (see `dsda/baselines/gkt.py`, `ispf.py`);
+# notebook 04 compares against their full published schedules.
+
+# %%
+timing = []
+if sf:
+    timing.append(run.claim("DSDA's ET improves on the source-free baselines by >= 68.5 % on average "
+                            "(at the cpu budgets)", np.mean(et_gain) >= 68.5,
+                            f"mean improvement {np.mean(et_gain):.1f} % over " + ", ".join(fmt(m) for m in sf)))
+if non_sf:
+    timing.append(run.claim("DSDA is faster than most methods with data access", faster_than > len(non_sf) / 2,
+                            f"faster than {faster_than} of {len(non_sf)}"))
+for c in timing:
+    print(c.line())
 
 # %%
 run.save({"table_single": report.markdown_table(t1), "table_multi": report.markdown_table(t2),
