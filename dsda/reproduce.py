@@ -145,6 +145,7 @@ def run_series(profile: str = "cpu", only: Iterable[str] | None = None, force: b
     from .profiles import PROFILES
     check_choice("profile", profile, PROFILES)
     out_dir = Path(out_dir) if out_dir else output_root() / "runs" / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     params = {"profile": profile}
