@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..unlearn import validate_forget_classes  # noqa: F401  (one definition, re-exported for the methods)
 from ..utils import check_choice
 
 GENERATOR_OUTPUTS = ("bn", "sigmoid")
@@ -37,30 +38,6 @@ def check_classifier(model: Any, need_maps: bool = False) -> int:
         raise TypeError(f"model lacks {missing}; this method needs a dsda.models.Classifier-like interface "
                         f"({', '.join(needed)})")
     return int(model.num_classes)
-
-
-def validate_forget_classes(forget_classes: Any, num_classes: int) -> list[int]:
-    """Integers in 0..num_classes-1, no repeats, not empty, not every class; else a ValueError."""
-    fc = forget_classes.tolist() if isinstance(forget_classes, torch.Tensor) else forget_classes
-    if isinstance(fc, (int, np.integer)) and not isinstance(fc, bool):
-        fc = [fc]
-    if isinstance(fc, (str, bytes)) or not isinstance(fc, (list, tuple, range, np.ndarray)):
-        raise ValueError(f"forget_classes must be a class id or a sequence of class ids in 0..{num_classes - 1}, "
-                         f"got {forget_classes!r}")
-    out = []
-    for c in list(fc):
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise ValueError(f"forget_classes must hold integers in 0..{num_classes - 1}, got {c!r}")
-        if not 0 <= int(c) < num_classes:
-            raise ValueError(f"forget_classes: class {int(c)} is out of range 0..{num_classes - 1}")
-        out.append(int(c))
-    if not out:
-        raise ValueError("forget_classes must not be empty")
-    if len(set(out)) != len(out):
-        raise ValueError(f"forget_classes must not repeat a class, got {out}")
-    if len(out) >= num_classes:
-        raise ValueError(f"forget_classes must leave at least one retain class; got all {num_classes} classes")
-    return sorted(out)
 
 
 def check_seed(seed: Any) -> int:
