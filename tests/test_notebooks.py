@@ -1,0 +1,128 @@
+"""The notebook series: sources and notebooks in step, papermill conventions, and the whole series
+executed on the `smoke` profile through the batch runner (the golden `cpu` outputs are checked by nbval,
+see the Makefile's test command)."""
+import ast
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from dsda import reproduce as R
+
+NOTEBOOKS = R.series()
+NAMES = [p.stem for p in NOTEBOOKS]
+REQUIRED = {"00_original_and_oracle", "01_energy_view", "02_accelerated_synthesis",
+            "03_discriminative_loss_ablation", "04_efficiency_curves", "05_privacy_of_synthetic_images",
+            "06_main_results", "07_playground"}
+
+
+def test_parse_percent_cells_tags_and_markdown():
+    text = ('# %% [markdown]\n# # Title\n# text\n\n# %% tags=["parameters"]\nprofile = "cpu"\n\n'
+            '# %%\nx = 1\n\n\nprint(x)\n')
+    cells = R.parse_percent(text)
+    assert [c["cell_type"] for c in cells] == ["markdown", "code", "code"]
+    assert cells[0]["source"] == "# Title\ntext"
+    assert cells[1]["tags"] == ["parameters"] and cells[1]["source"] == 'profile = "cpu"'
+    assert cells[2]["source"] == "x = 1\n\n\nprint(x)"
+
+
+def test_every_notebook_of_the_series_exists_and_matches_its_source():
+    assert REQUIRED <= set(NAMES), f"missing: {sorted(REQUIRED - set(NAMES))}"
+    assert R.build_all(check=True) == 0, "run `python -m dsda notebooks build`"
+
+
+def test_build_keeps_outputs_of_unchanged_cells(tmp_path):
+    src = tmp_path / "src.py"
+    src.write_text('# %%\nprint(1)\n\n# %%\nprint(2)\n')
+    dest = tmp_path / "nb.ipynb"
+    assert R.build_notebook(src, dest)
+    nb = nbformat.read(dest, as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(nb, dest)
+    src.write_text('# %%\nprint(1)\n\n# %%\nprint(3)\n')
+    assert R.build_notebook(src, dest)
+    nb = nbformat.read(dest, as_version=4)
+    assert nb.cells[0].outputs[0]["text"] == "1\n" and nb.cells[1].outputs == []
+    assert R.drift(src, dest) == []
+    src.write_text('# %%\nprint(4)\n')
+    assert R.drift(src, dest)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_notebook_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown", "a notebook opens with what it shows"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged `parameters`"
+    tree = ast.parse(params[0].source)
+    names = set()
+    for node in tree.body:   # literals only: papermill injects values after this cell
+        assert isinstance(node, ast.Assign), f"parameters cell holds only assignments: {ast.dump(node)[:80]}"
+        ast.literal_eval(node.value)
+        names |= {t.id for t in node.targets}
+    assert {"profile", "device", "seeds"} <= names
+    checked = [c for c in code if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, "claims are printed in a cell marked # NBVAL_CHECK_OUTPUT"
+    assert all("run.print_claims()" in c.source for c in checked)
+    assert any("run.save(" in c.source for c in code), "results are written with run.save"
+    outputs = [o for c in checked for o in c.outputs if o.get("name") == "stdout"]
+    assert outputs and all(line.startswith("claim: ") for o in outputs for line in o["text"].splitlines()), \
+        "committed notebooks carry golden claim lines (python -m dsda notebooks golden)"
+    reprs = [c for c in code for o in c.outputs if "<Figure size" in str(o.get("data", {}).get("text/plain", ""))]
+    assert not reprs, "figures are closed (run.figure), no <Figure ...> repr"
+
+
+def test_golden_outputs_are_from_the_cpu_profile():
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        header = next((o["text"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                       if o.get("name") == "stdout" and o["text"].startswith("notebook ")), "")
+        assert "| profile cpu |" in header, f"{path.name}: golden outputs must come from the cpu profile"
+
+
+@pytest.mark.notebooks
+@pytest.mark.timeout(1500)
+def test_smoke_series_runs_end_to_end_with_the_batch_runner(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(tmp_path))
+    rows = R.run_series("smoke", progress=False)
+    assert [r["notebook"] for r in rows] == NAMES and all(r["status"] == "ran" for r in rows)
+    for name in NAMES:   # the parameter reached the code: the JSON says smoke, and its figures exist
+        res = json.loads((tmp_path / "results" / "smoke" / f"{name}.json").read_text())
+        assert res["profile"] == "smoke" and res["notebook"] == name
+        assert res["provenance"]["versions"]["torch"] and res["claims"]
+        assert all((tmp_path / f).exists() and (f.startswith("figures/smoke/")) for f in res["figures"])
+        assert (tmp_path / "runs" / "smoke" / f"{name}.ipynb").exists()
+    summary = (tmp_path / "results" / "smoke" / "SUMMARY.md").read_text()
+    assert "Single-class unlearning (Table 1)" in summary and "| 06_main_results |" in summary
+    again = R.run_series("smoke", only=["00"], progress=False)     # unchanged inputs: skipped
+    assert again == [{"notebook": NAMES[0], "status": "skipped", "wall_s": 0.0}]
+
+
+def test_reproduce_cli_rejects_unknown_notebook_and_profile(tmp_path):
+    env_cmd = [sys.executable, "-m", "dsda", "reproduce", "--profile", "smoke", "--only", "99"]
+    p = subprocess.run(env_cmd, capture_output=True, text=True, env={"DSDA_OUTPUT_DIR": str(tmp_path),
+                       "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2 and "--only" in p.stderr and "available" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "dsda", "reproduce", "--profile", "gpu"], capture_output=True, text=True)
+    assert p.returncode == 2 and "invalid choice" in p.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_failing_notebook_stops_with_its_error(tmp_path, monkeypatch):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    params = nbformat.v4.new_code_cell('profile = "cpu"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError('broken on ' + profile)")]
+    nbformat.write(nb, nbdir / "00_broken.ipynb")
+    monkeypatch.setattr(R, "notebooks_dir", lambda: nbdir)
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(tmp_path / "out"))
+    with pytest.raises(RuntimeError, match="00_broken failed in cell .*ValueError: broken on smoke"):
+        R.run_series("smoke", progress=False)
+    manifest = json.loads((tmp_path / "out" / "runs" / "smoke" / "manifest.json").read_text())
+    assert "00_broken" not in manifest
