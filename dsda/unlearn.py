@@ -32,7 +32,7 @@ ALLOWED_OVERRIDES = tuple(sorted(set(SAMPLER_FIELDS) | set(DAMO_FIELDS) | set(EX
 _CLASH = (set(SAMPLER_FIELDS) & set(DAMO_FIELDS)) - set(SHARED_FIELDS)
 assert not _CLASH, f"SamplerConfig and DamoConfig share field names {_CLASH}; routing would be ambiguous"
 
-# How the cpu values were chosen (2026-11-26, scripted; never on the test split): one AEGDS set of 64 images
+# How the cpu values were chosen (2026-11-26, benchmarks/tune_damo.py; never on the test split): one AEGDS set of 64 images
 # per class from the cpu original model (nfe 40), then DAMO variants, each scored by A_f / A_r on a seeded
 # VALIDATION subset of 6,000 images of the train split (original model: 94.2 / 93.1). Forgetting class 3,
 # every variant reached A_f = 0 there; A_r after the stopping rule:
