@@ -135,6 +135,29 @@ def test_retrain_reproduces_the_oracle_then_serves_it_from_the_cache(cache, tmp_
     assert path.stat().st_mtime_ns == mtime   # use_cache=False leaves the cache alone
 
 
+def test_retrain_serves_a_shipped_oracle_without_training_or_shadowing_it(cache, tmp_path, monkeypatch):
+    # Regression: the runner looked in the local cache only, so on a clean clone (empty cache, oracles shipped in
+    # pretrained/) it retrained every oracle and stored it in the cache, where it then shadowed the shipped one for
+    # every later notebook (other weights: CI's golden outputs drifted, and ~15 minutes went into retraining).
+    seed = 2
+    p = dsda.get_profile("smoke")
+    cfg = T.model_config(p, seed, FORGET)
+    shipped = tmp_path / "pretrained"
+    with torch.random.fork_rng():
+        torch.manual_seed(7)                     # weights no training run would produce
+        model = T._new_model(p)
+    T.save_checkpoint(shipped / "smoke" / T.checkpoint_name(cfg), model, cfg,
+                      extra={"train_time_s": 123.0, "test_accuracy": 10.0, "history": {}})
+    stored, _ = dsda.baselines.retrain.checkpoint_path(p, FORGET, seed)   # in the module's cache (has the original)
+    assert not stored.exists()
+    monkeypatch.setenv("DSDA_PRETRAINED_DIR", str(shipped))
+    monkeypatch.delenv("DSDA_NO_PRETRAINED", raising=False)
+    rec, m, rep = R.run_method("retrain", "smoke", seed=seed, progress=False, evaluate=False, return_model=True)
+    assert rec["ET_source"] == "cache" and rec["ET_s"] == 123.0 and rep["path"].startswith(str(shipped))
+    assert _same_weights(m, model) and _same_weights(m, T.retrain_model("smoke", FORGET, seed=seed, progress=False))
+    assert not stored.exists()   # nothing trained, nothing stored in the cache
+
+
 def test_dsda_options_reach_unlearn_and_bad_values_fail_early(cache):
     rec = R.run_method("dsda", "smoke", evaluate=False, progress=False, max_steps=3, n_per_class=8)
     assert rec["config"]["max_steps"] == 3 and rec["config"]["profile"] == "smoke"

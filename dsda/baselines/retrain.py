@@ -72,25 +72,33 @@ def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: RetrainCon
 # ----------------------------------------------------------------------------- cache hooks (used by the runner)
 
 def checkpoint_path(profile: Profile, forget_classes: Sequence[int], seed: int) -> tuple[Path, dict[str, Any]]:
-    """Where dsda.train caches this oracle, and the config it is keyed by (same rule as dsda.train)."""
-    from ..train import cache_dir, cache_key, model_config
+    """Where dsda.train caches this oracle (where new ones are stored), and the config it is keyed by."""
+    from ..train import cache_dir, checkpoint_name, model_config
     config = model_config(profile, seed, forget_classes)
-    return cache_dir() / profile.name / f"retrain-{cache_key(config)}.pt", config
+    return cache_dir() / profile.name / checkpoint_name(config), config
 
 
 def load_cached(profile: Profile, forget_classes: Sequence[int], *, seed: int, device: torch.device,
                 config: RetrainConfig) -> tuple[nn.Module, dict[str, Any], float] | None:
-    """(oracle, report, stored training seconds) from the cache, or None (absent, unusable, or use_cache=False)."""
-    from ..train import CheckpointError, load_checkpoint
+    """(oracle, report, stored training seconds) from the cache or `pretrained/`, or None (absent, unusable,
+    or use_cache=False).
+
+    Looks exactly where `dsda.retrain_model` looks (the local cache, then the shipped checkpoints), so the
+    runner's Retrain row and the notebooks' oracle are the same model. (Looking in the cache only made a
+    clean clone retrain every oracle here, 2-thread weights that then shadowed the shipped 1-thread ones.)
+    """
+    from ..train import CheckpointError, find_checkpoint, load_checkpoint
     if not config.use_cache:
         return None
-    path, key = checkpoint_path(profile, forget_classes, seed)
-    if not path.exists():
+    _, key = checkpoint_path(profile, forget_classes, seed)
+    path = find_checkpoint(profile, key)
+    if path is None:
         return None
     try:
         model, payload = load_checkpoint(path, expected_config=key, device=device)
     except CheckpointError as e:
-        warnings.warn(f"{e}\n  -> retraining the oracle; the new one will replace it.", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"{e}\n  -> retraining the oracle; the new one goes into the cache.", RuntimeWarning,
+                      stacklevel=2)
         return None
     extra = payload.get("extra", {})
     if not isinstance(extra.get("train_time_s"), (int, float)):
