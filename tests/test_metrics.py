@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from dsda import metrics as M
+from dsda.profiles import get_profile
 
 K = 10
 
@@ -382,7 +383,8 @@ def test_evaluate_exact_values(monkeypatch, memorised):
     assert sorted(calls) == [("digits", "test"), ("digits", "train")]
     assert model.training and model.scale.grad is None and model.scale.item() == 1.0
     assert set(out) == {"A_f", "A_r", "A_f_train", "A_r_train", "MIA", "MIA_loss_cv", "MIA_conf_svc",
-                        "A_test", "per_class_test"}
+                        "A_test", "per_class_test", "n_train_eval"}
+    assert out["n_train_eval"] == k * 30   # the smoke profile evaluates on every train image
     assert out["A_f"] == 0.0 and out["A_r"] == 100.0 and out["A_r_train"] == 100.0
     assert out["A_test"] == 75.0 and out["per_class_test"] == [100.0, 0.0, 100.0, 100.0]
     if memorised:  # the original model: forget-train samples look exactly like members
@@ -392,6 +394,60 @@ def test_evaluate_exact_values(monkeypatch, memorised):
         assert out["A_f_train"] == 0.0
         # identical loss values on both sides: constant prediction on balanced folds = exactly 50
         assert out["MIA"] == 0.0 and out["MIA_loss_cv"] == 50.0 and out["MIA_conf_svc"] == 100.0
+
+
+def test_eval_train_subset_is_per_class_fixed_and_sorted():
+    y = torch.tensor([0] * 50 + [1] * 7 + [2] * 30)[torch.randperm(87, generator=torch.Generator().manual_seed(1))]
+    idx = M.eval_train_subset(y, 10)
+    assert torch.equal(idx, idx.sort().values) and len(set(idx.tolist())) == len(idx)
+    assert [int((y[idx] == c).sum()) for c in range(3)] == [10, 7, 10]     # a class with fewer keeps all of them
+    assert torch.equal(idx, M.eval_train_subset(y, 10))                      # the same images every call
+    assert not torch.equal(idx, M.eval_train_subset(y, 10, seed=1))
+    assert torch.equal(M.eval_train_subset(y, None), torch.arange(87))
+    with pytest.raises(ValueError, match="per_class"):
+        M.eval_train_subset(y, 0)
+    with pytest.raises(ValueError, match="eval_train_per_class"):
+        get_profile("smoke").replace(eval_train_per_class=0)
+
+
+def test_evaluate_uses_the_profiles_train_subset(monkeypatch):
+    k, forget = 4, 1
+    splits = _fake_splits(k, forget, False)
+    _patch_data(monkeypatch, splits)
+    prof = get_profile("smoke").replace(eval_train_per_class=20)
+    out = M.evaluate(Lookup(k), prof, [forget], device="cpu")
+    assert out["n_train_eval"] == k * 20
+    full = M.evaluate(Lookup(k), "smoke", [forget], device="cpu")
+    # every group is homogeneous in the fake splits, so the subset gives the same numbers on fewer images
+    assert full["n_train_eval"] == k * 30
+    assert {key: out[key] for key in out if key != "n_train_eval"} == \
+           {key: full[key] for key in full if key != "n_train_eval"}
+
+
+def test_evaluate_reuses_probabilities_only_for_the_same_weights_and_images(monkeypatch):
+    k, forget = 4, 1
+    splits = _fake_splits(k, forget, True)
+    _patch_data(monkeypatch, splits)
+    M._PROBA_CACHE.clear()
+    calls = []
+    real = M.predict_proba
+    monkeypatch.setattr(M, "predict_proba", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model = Lookup(k)
+    first = M.evaluate(model, "smoke", [forget], device="cpu")
+    assert len(calls) == 2                                            # train and test splits
+    other_task = M.evaluate(model, "smoke", [2], device="cpu")
+    assert len(calls) == 2 and other_task["A_f"] == 100.0              # same weights: no new forward pass
+    with torch.no_grad():
+        model.scale.fill_(-1.0)                                       # new weights: recomputed, new numbers
+    flipped = M.evaluate(model, "smoke", [forget], device="cpu")
+    assert len(calls) == 4 and flipped["A_r"] == 0.0
+    with torch.no_grad():
+        model.scale.fill_(1.0)
+    assert M.evaluate(model, "smoke", [forget], device="cpu") == first and len(calls) == 4
+    splits["test"].x.mul_(-1.0)                                       # images changed in place: recomputed
+    assert M.evaluate(model, "smoke", [forget], device="cpu")["A_r"] == 0.0 and len(calls) == 6
+    _patch_data(monkeypatch, _fake_splits(k, forget, False))          # other image tensors: recomputed
+    assert M.evaluate(model, "smoke", [forget], device="cpu")["A_f_train"] == 0.0 and len(calls) == 8
 
 
 def test_evaluate_bad_inputs(monkeypatch):
