@@ -52,9 +52,11 @@ METHOD = Method(
     profile_overrides={
         # ours: on digits (146 forget samples) 10 steps at lr 3e-3 reach A_f ~5 % with A_r ~95 %
         "smoke": {"epochs": 2, "lr": 3e-3, "batch_size": 32},
-        # ours: chosen on the cpu profile (forget class 3) so that A_f reaches ~0 in a few seconds;
-        # at the published lr 1e-4 five epochs (~120 steps) leave A_f far above 0 on this model
-        "cpu": {"epochs": 1, "lr": 1e-2, "batch_size": 128},
+        # ours: one epoch at batch 128 (~47 steps). lr on a validation subset of the train split
+        # (benchmarks/tune_baselines.py, forget class 3; val A_f / A_r, original 94.2 / 93.1): 1e-2: 0.0 / 11.2
+        # (collapse, the old setting); 3e-3: 0.0 / 11.2; 1e-3: 0.0 / 80.0; 5e-4: 0.0 / 87.1; 3e-4: 0.0 / 87.2;
+        # 1e-4 (the published lr): 0.2 / 87.8, chosen. Longer runs collapse: 1e-3 x 3 epochs 11.2, 3e-4 x 5: 16.7.
+        "cpu": {"epochs": 1, "lr": 1e-4, "batch_size": 128},
         "paper": {},  # published setting (the defaults)
     },
     in_paper_table=False,

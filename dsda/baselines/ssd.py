@@ -161,7 +161,11 @@ METHOD = Method(
         "smoke": {"batch_size": 64},
         # ours: the whole 60k-image D at batch 64 takes ~40 s on 2 cores; a strided quarter of D keeps the
         # estimate of the same per-batch mean (every class still represented) at a quarter of the cost
-        "cpu": {"batch_size": 64, "full_fraction": 0.25},
+        # alpha: ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val
+        # A_f / A_r, original 94.2 / 93.1): alpha 10 selects no parameter at all on this 131k-parameter CNN (94.2 /
+        # 93.1, nothing forgotten); 5: 56.3 / 93.1; 4.5: 49.8 / 91.9; 4: 7.1 / 83.8; 3.5: 0.7 / 76.7; 3: 20.1 / 78.3;
+        # 1: 30.8 / 30.5 (lam 0.1 changes little). 3.5 is the gentlest that forgets (val A_f <= 5 %).
+        "cpu": {"batch_size": 64, "full_fraction": 0.25, "alpha": 3.5},
         "paper": {"batch_size": 64, "alpha": 10.0, "lam": 1.0, "full_fraction": 1.0},
     },
 )

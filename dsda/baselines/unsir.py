@@ -124,7 +124,12 @@ METHOD = Method(
     profile_overrides={
         # digits has ~130 train images per class: use all of them, fewer noise copies
         "smoke": {"retain_per_class": 100, "noise_copies": 10, "noise_steps": 10, "impair_lr": 0.02, "repair_lr": 0.01},
-        "cpu": {},
+        # ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val A_f /
+        # A_r, original 94.2 / 93.1): the published lrs (1e-4, 1e-4) forget nothing here (96.3 / 91.4); impair 1e-3
+        # + repair 1e-3: 44.6 / 91.7; + repair 3e-3: 5.6 / 91.1; + repair 5e-3: 0.2 / 88.8 (chosen: the gentlest
+        # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
+        # repair epoch (retain data only), not in the noise-impair epoch.
+        "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
         "paper": {},
     },
 )
