@@ -224,13 +224,18 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
 
     reduction="mean" divides the sum by N*K (GKT's `F.kl_div` default, no T^2 factor);
     reduction="batchmean" divides by N and multiplies by T^2 (the CMI/ISPF `KLDiv` criterion).
+
+    Both sides enter as log-probabilities (`log_target=True`): the same value as the codes' `kl_div(log_softmax(s),
+    softmax(t))`, but with a finite gradient w.r.t. the teacher's logits. With a probability target, a teacher
+    probability that underflows to 0 (a confident teacher: GKT's first generator batch on the cpu model) gives
+    the gradient log(0) = -inf, and the generator's weights turned NaN after its first step.
     """
     check_choice("reduction", reduction, ("mean", "batchmean"))
     log_q = F.log_softmax(student_logits / temperature, dim=1)
-    p = F.softmax(teacher_logits / temperature, dim=1)
+    log_p = F.log_softmax(teacher_logits / temperature, dim=1)
     if reduction == "mean":  # F.kl_div(..., reduction="mean") itself, without its deprecation warning
-        return F.kl_div(log_q, p, reduction="sum") / p.numel()
-    return F.kl_div(log_q, p, reduction="batchmean") * temperature ** 2
+        return F.kl_div(log_q, log_p, reduction="sum", log_target=True) / log_p.numel()
+    return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * temperature ** 2
 
 
 # ----------------------------------------------------------------------------- bookkeeping

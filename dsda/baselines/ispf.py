@@ -116,8 +116,13 @@ def inhibited_adv_loss(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     loss = (sum over forget columns of kl - sum over retain columns of kl) / N: the generator maximises
     the student-teacher disagreement on retain classes and minimises it on forget classes. Without it,
     loss = -sum(kl) / N (plain DFQ adversarial distillation).
+
+    The teacher enters as log-probabilities (`log_target=True`): same value as the code's
+    `kl_div(log_softmax(s), softmax(t))`, finite gradient where a teacher probability underflows to 0
+    (see _generator.kd_kl).
     """
-    kl = F.kl_div(F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits, dim=1), reduction="none")
+    kl = F.kl_div(F.log_softmax(student_logits, dim=1), F.log_softmax(teacher_logits, dim=1), reduction="none",
+                  log_target=True)
     sign = -torch.ones(kl.shape[1], device=kl.device, dtype=kl.dtype)
     if inhibited:
         sign[forget] = 1.0

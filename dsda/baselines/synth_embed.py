@@ -262,7 +262,8 @@ METHOD = Method(
     defaults_source="official code Yasaman-dt/Source_Free_Class_Unlearning (README example: DELETE, lr 0.01, "
                     "200 epochs, batch 1024, 5000 Gaussian embeddings per class)",
     profile_overrides={
-        "smoke": {"samples_per_class": 200, "epochs": 20, "batch_size": 128},
+        # smoke: at batch 128 the 40 steps left A_f at 95 %; batch 32 (140 steps) forgets, A_r 99.7 (0.1 s)
+        "smoke": {"samples_per_class": 200, "epochs": 20, "batch_size": 32},
         "cpu": {},
         "paper": {},
     },
