@@ -314,6 +314,7 @@ def test_grad_buffers_hold_autograd_gradients_and_write_update():
     ("lambdas", (0.0, 0.0, 0.0), ValueError), ("o_p", -0.5, ValueError), ("stop_rate", 1.5, ValueError),
     ("holdout", 1.0, ValueError), ("ema_momentum", 1.0, ValueError), ("multitask", 1, TypeError),
     ("delta", float("nan"), ValueError), ("device", "tpu", ValueError), ("weight_decay", -1.0, ValueError),
+    ("stop_prob", 1.5, ValueError), ("stop_prob", -0.1, ValueError), ("stop_prob", "0.1", ValueError),
 ])
 def test_damo_config_rejects_bad_values_naming_the_field(field, value, exc):
     with pytest.raises(exc, match=field.split("_")[0]):
@@ -435,3 +436,53 @@ def test_damo_rejects_bad_inputs():
         D.damo(model, x_r[y_r == 0], y_r[y_r == 0], x_f, y_f, cfg)
     with pytest.raises(ValueError, match="c must be"):
         D.damo(model, x_r, y_r, x_f, y_f, cfg, c=1.2)
+
+
+# ----------------------------------------------------------------------------- held-out check set (x_check)
+
+def test_x_check_is_never_trained_on_and_is_what_the_stopping_rule_reads():
+    x_r, y_r, x_f, y_f = tiny_data()
+    x_check = torch.randn(6, *x_f.shape[1:], generator=torch.Generator().manual_seed(7))
+    cfg = D.DamoConfig(**{**FAST, "max_steps": 10, "patience": 100})  # never stops early: same steps both ways
+    a, b = tiny_model(), tiny_model()
+    ra = D.damo(a, x_r, y_r, x_f, y_f, cfg, seed=0)
+    rb = D.damo(b, x_r, y_r, x_f, y_f, cfg, seed=0, x_check=x_check)
+    sa, sb = _state(a), _state(b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)          # x_check changes no parameter: no loss sees it
+    assert ra["n_check"] == 0 and rb["n_check"] == 6
+    mask = torch.zeros(4, dtype=torch.bool)
+    mask[3] = True
+    last = rb["checks"][-1]
+    assert last["forget_rate"] == D.forget_rate(b, x_f, mask)     # the training D^_f, recorded as before
+    assert last["check_forget_rate"] == D.forget_rate(b, x_check, mask)
+    assert abs(last["check_forget_prob"] - D.forget_prob(b, x_check, mask)) < 1e-6
+    assert "check_forget_rate" not in ra["checks"][-1]
+
+
+def test_stopping_rule_reads_x_check_and_stop_prob():
+    x_r, y_r, x_f, y_f = tiny_data()
+    cfg = D.DamoConfig(**FAST)
+    # the training set alone is forgotten quickly (test_damo_runs_forgets_and_reports) ...
+    assert D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, seed=0)["stop_reason"] == "forgotten"
+    # ... but a check set of retain images (still predicted as retain classes) never passes stop_prob = 0
+    rep = D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, seed=0, x_check=x_r[:8], stop_prob=0.0)
+    assert rep["stop_reason"] == "max_steps" and rep["steps"] == FAST["max_steps"]
+    # with the rule on x_check, "forgotten" means the last `patience` checks passed on x_check
+    rep = D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, seed=0, x_check=x_f[:4].flip(-1))
+    if rep["stop_reason"] == "forgotten":
+        assert all(c["check_forget_rate"] <= cfg.stop_rate for c in rep["checks"][-cfg.patience:])
+    streak = 0
+    for c in rep["checks"][:-1]:  # no earlier run of `patience` passing checks
+        streak = streak + 1 if c["check_forget_rate"] <= cfg.stop_rate else 0
+        assert streak < cfg.patience
+
+
+def test_damo_rejects_bad_x_check():
+    x_r, y_r, x_f, y_f = tiny_data()
+    cfg = D.DamoConfig(**FAST)
+    with pytest.raises(ValueError, match="x_check"):
+        D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, x_check=x_f[:0])
+    with pytest.raises(ValueError, match="x_check"):
+        D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, x_check=x_f[:, :, :3])
+    with pytest.raises(TypeError, match="x_check"):
+        D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, x_check=x_f.numpy())

@@ -53,7 +53,7 @@ def test_unlearn_leaves_callers_model_bit_identical_and_returns_report():
     assert {"target_frac", "energy", "wall_time"} <= set(rep["sampler_diagnostics"])
     assert rep["config"]["sampler"]["sampler"] == "aegds" and rep["config"]["sampler"]["nfe"] == 4
     assert rep["config"]["damo"]["max_steps"] == 4 and rep["config"]["n_per_class"] == 8
-    assert rep["n_synthetic"] == {"retain": 32, "forget": 8}
+    assert rep["n_synthetic"] == {"retain": 32, "forget": 8, "check": 0}
     assert not out.training
 
 
@@ -85,7 +85,7 @@ def test_route_overrides_by_field_name():
     assert d == {"lr": 1e-3, "device": "cpu", "progress": True}
     assert e == {"n_per_class": 5}
     assert set(U.ALLOWED_OVERRIDES) == ({f for f in SamplerConfig.__dataclass_fields__} | set(DAMO_FIELDS)
-                                        | {"n_per_class"})
+                                        | {"n_per_class", "n_check_per_class"})
     for name in ("smoke", "cpu", "paper"):   # every profile default is a routable name
         U.route_overrides(U.PROFILE_DEFAULTS[name])
     assert U.profile_defaults("paper-cifar100") == U.PROFILE_DEFAULTS["paper"]
@@ -113,6 +113,26 @@ def test_other_bad_inputs():
         U.unlearn(nn.Linear(3, 2), [1], profile="smoke")
     assert U.validate_forget_classes(torch.tensor([3, 1]), 5) == [1, 3]
     assert U.validate_forget_classes(2, 5) == [2]
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "8", None])
+def test_bad_n_check_per_class_raises_value_error_naming_it(bad):
+    with pytest.raises(ValueError, match="n_check_per_class"):
+        U.unlearn(tiny_model(), [1], profile="smoke", **{**FAST, "n_check_per_class": bad})
+
+
+def test_held_out_check_set_is_reported_and_never_trained_on():
+    model = tiny_model()
+    fast = {**FAST, "patience": 100}  # both runs take max_steps steps, so the weights must match bit for bit
+    a, ra = U.unlearn(model, [1, 3], profile="smoke", seed=2, **fast)
+    b, rb = U.unlearn(model, [1, 3], profile="smoke", seed=2, **fast, n_check_per_class=5)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert rb["n_synthetic"] == {"retain": 24, "forget": 16, "check": 10}
+    assert rb["config"]["n_check_per_class"] == 5 and ra["config"]["n_check_per_class"] == 0
+    assert {"forget_rate", "check_forget_rate", "check_forget_prob"} <= set(rb["final_check"])
+    assert rb["final_check"] == rb["checks"][-1] and "check_forget_rate" not in ra["final_check"]
+    assert U.check_seed(2) != 2 and U.check_seed(2) == U.check_seed(2) and U.check_seed(2) != U.check_seed(3)
 
 
 def test_method_modules_never_import_data_train_or_metrics():
