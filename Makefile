@@ -32,8 +32,11 @@ reproduce: data
 # (golden cpu outputs) and compares the claim cells.
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1500
 
+# DSDA_OUTPUT_DIR: what nbval's re-executed notebooks write (results, figures) goes to runs/test-outputs, so
+# running the tests never rewrites the committed results/ and figures/.
 test: data
-	TQDM_DISABLE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests $(NBVAL) notebooks
+	DSDA_OUTPUT_DIR=$(CURDIR)/runs/test-outputs TQDM_DISABLE=1 MPLBACKEND=Agg \
+		$(BIN)/python -m pytest -q tests $(NBVAL) notebooks
 
 clean-cache:
 	rm -rf checkpoints runs

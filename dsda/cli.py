@@ -8,7 +8,7 @@
     reproduce --profile cpu [--only 02] [--force]    run the notebook series with papermill (runs/<profile>/),
                                                      then write results/<profile>/SUMMARY.md
     notebooks build | check | golden [--only 02]     notebooks/src/*.py -> notebooks/*.ipynb; check drift;
-                                                     refresh the golden cpu outputs (maintainers)
+              | readme                               refresh the golden cpu outputs; README results (maintainers)
 """
 from __future__ import annotations
 
@@ -111,7 +111,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .reproduce import build_all, update_golden
+    from .reproduce import build_all, update_golden, update_readme
+    if args.action == "readme":
+        print(f"updated {update_readme('cpu')}")
+        return 0
     if args.action == "build":
         return build_all()
     if args.action == "check":
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("notebooks", help="build notebooks from notebooks/src, check drift, refresh golden outputs")
-    p.add_argument("action", choices=("build", "check", "golden"))
+    p.add_argument("action", choices=("build", "check", "golden", "readme"))
     p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
     p.set_defaults(func=cmd_notebooks)
     return parser

@@ -203,6 +203,57 @@ def write_summary(profile: str) -> Path:
     return path
 
 
+README_BEGIN = "<!-- results:begin (generated from results/cpu by `python -m dsda notebooks readme`; do not edit) -->"
+README_END = "<!-- results:end -->"
+
+
+def readme_results(profile: str = "cpu") -> str:
+    """The generated part of the README's results section: per-task DSDA numbers, Tables 1 and 2, every
+    claim's verdict and the wall time of each notebook, all read from results/<profile>/*.json."""
+    folder = output_root() / "results" / profile
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("[0-9][0-9]_*.json"))}
+    if not results:
+        raise FileNotFoundError(f"no results in {folder}: run `python -m dsda reproduce --profile {profile}` first")
+    lines: list[str] = []
+    main = results.get("06_main_results", {}).get("numbers", {})
+    rows = main.get("single", [])
+    per_task = [(r["task"], r) for r in rows if r["key"] == "dsda"]
+    oracle = {r["task"]: r for r in rows if r["key"] == "retrain"}
+    if per_task:
+        lines += ["DSDA per task (test split): " + "; ".join(
+            f"class {task.strip('[]')} A_f {r['A_f']:.2f} / A_r {r['A_r']:.2f} (oracle {oracle[task]['A_r']:.2f}), "
+            f"ET {r['ET_s']:.0f} s" for task, r in per_task if task in oracle) + ".", ""]
+    if main.get("table_single"):
+        lines += ["**Table 1, forgetting one class** (mean ± std over tasks and seeds; `runs` = how many):", "",
+                  main["table_single"], ""]
+    if main.get("table_multi"):
+        multi = next((r["task"] for r in main.get("multi", [])), "")
+        lines += [f"**Table 2, forgetting classes {multi} at once:**", "", main["table_multi"], ""]
+    lines += ["**Every claim of the paper we test, with our verdict** (also in `results/cpu/SUMMARY.md`):", "",
+              "| notebook | claim | holds | evidence |", "|---|---|---|---|"]
+    for name, r in results.items():
+        for c in r.get("claims", []):
+            evidence = str(c["evidence"]).replace("|", "\\|")
+            lines.append(f"| {name[:2]} | {c['text']} | {'yes' if c['verdict'] else '**no**'} | {evidence} |")
+    total = sum(float(r.get("wall_s", 0)) for r in results.values())
+    lines += ["", "Wall time per notebook (the golden run): " + ", ".join(
+        f"{n[:2]} {float(r.get('wall_s', 0)):.0f} s" for n, r in results.items()) + f"; total {total / 60:.1f} min."]
+    return "\n".join(lines)
+
+
+def update_readme(profile: str = "cpu", path: Path | None = None) -> Path:
+    """Replace the README's generated results block (between README_BEGIN and README_END) in place."""
+    path = Path(path) if path is not None else project_root() / "README.md"
+    text = path.read_text()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
+        raise ValueError(f"{path} must contain the marker lines {README_BEGIN!r} and {README_END!r} once each, "
+                         "in that order")
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    atomic_write_bytes(path, (head + README_BEGIN + "\n" + readme_results(profile) + "\n" + README_END + tail).encode())
+    return path
+
+
 def build_all(check: bool = False) -> int:
     """Build every notebook from notebooks/src (or, with check=True, report drift and return 1)."""
     srcs = sorted((notebooks_dir() / "src").glob("*.py"))

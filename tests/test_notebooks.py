@@ -126,3 +126,39 @@ def test_failing_notebook_stops_with_its_error(tmp_path, monkeypatch):
         R.run_series("smoke", progress=False)
     manifest = json.loads((tmp_path / "out" / "runs" / "smoke" / "manifest.json").read_text())
     assert "00_broken" not in manifest
+
+
+def test_readme_results_block_is_regenerated_between_its_markers_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(tmp_path))
+    folder = tmp_path / "results" / "cpu"
+    folder.mkdir(parents=True)
+    row = lambda key, a_f, a_r: {"key": key, "task": "[3]", "A_f": a_f, "A_r": a_r, "ET_s": 12.0}  # noqa: E731
+    (folder / "06_main_results.json").write_text(json.dumps({
+        "wall_s": 60.0, "claims": [{"text": "DSDA forgets", "verdict": True, "evidence": "|gap| 0.1"}],
+        "numbers": {"table_single": "| t1 |", "table_multi": "| t2 |", "multi": [{"task": "[3, 5]"}],
+                    "single": [row("dsda", 0.0, 91.0), row("retrain", 0.0, 92.0)]}}))
+    (folder / "00_original_and_oracle.json").write_text(json.dumps(
+        {"wall_s": 30.0, "claims": [{"text": "accurate", "verdict": False, "evidence": "90 %"}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\nkept\n{R.README_BEGIN}\nold numbers\n{R.README_END}\ntail kept\n")
+    R.update_readme("cpu", readme)
+    text = readme.read_text()
+    assert text.startswith("# title\nkept\n") and text.endswith(f"{R.README_END}\ntail kept\n")
+    assert "old numbers" not in text
+    assert "class 3 A_f 0.00 / A_r 91.00 (oracle 92.00), ET 12 s" in text
+    assert "| t1 |" in text and "classes [3, 5] at once" in text
+    assert "| 06 | DSDA forgets | yes | \\|gap\\| 0.1 |" in text and "| 00 | accurate | **no** | 90 % |" in text
+    assert "00 30 s, 06 60 s; total 1.5 min" in text
+    R.update_readme("cpu", readme)
+    assert readme.read_text() == text                       # idempotent
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="marker"):
+        R.update_readme("cpu", readme)
+    assert readme.read_text() == "# no markers\n"           # nothing written on error
+
+
+def test_readme_holds_the_generated_block_of_the_committed_results(monkeypatch):
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(R.project_root()))   # the committed results, not a test run's
+    text = (R.project_root() / "README.md").read_text()
+    block = text.split(R.README_BEGIN)[1].split(R.README_END)[0]
+    assert block.strip() == R.readme_results("cpu").strip(), "run `python -m dsda notebooks readme`"
