@@ -224,12 +224,13 @@ METHOD = Method(
     profile_overrides={
         "smoke": {"n_cycles": 12, "batch_size": 64, "z_dim": 32, "gen_channels": (32, 32, 16),
                   "student_steps": 5, "check_every": 4},
-        # cpu: a prefix of 30 of the 4000 pseudo batches (~1 %; the whole schedule would take hours on 2 cores).
-        # Measured on a train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread):
-        # 30 cycles: val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still
-        # learning. (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the
-        # gate for good and the student never trained.)
-        "cpu": {"n_cycles": 30},
+        # cpu: a prefix of 10 of the 4000 pseudo batches (0.25 %; ~3.4 s per pseudo batch on 2 cores, so the
+        # whole schedule would take ~4 hours, and the notebook series must fit in 25 minutes). Measured on a
+        # train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread): 30 cycles:
+        # val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still learning.
+        # (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the gate for
+        # good and the student never trained.)
+        "cpu": {"n_cycles": 10},
         "paper": {},
     },
 )
