@@ -496,14 +496,10 @@ _PROBA_CACHE: "dict[tuple, tuple]" = {}
 _PROBA_CACHE_SIZE = 4
 
 
-def _model_fingerprint(model: nn.Module) -> str:
-    import hashlib
-    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}|{model!r}".encode())
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+def _model_fingerprint(model: nn.Module) -> tuple[str, str]:
+    """(class and architecture, SHA-256 of the weights as checkpoints store it)."""
+    from .train import state_digest   # lazy: metrics must stay importable without the training stack
+    return f"{type(model).__module__}.{type(model).__qualname__}|{model!r}", state_digest(model.state_dict())
 
 
 def _cached_proba(model: nn.Module, train_x: torch.Tensor, idx: torch.Tensor, test_x: torch.Tensor,
