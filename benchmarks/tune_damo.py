@@ -3,6 +3,7 @@
     python benchmarks/tune_damo.py '[3]' '[{}, {"disc": false}, {"disc": false, "lr": 5e-5, "patience": 1}]'
     python benchmarks/tune_damo.py '[3, 5]' '[{"disc": false, "lr": 5e-5, "patience": 1, "forget_bound": 2.0}]' 64
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 5e-5, "n_check_per_class": 64}]' 64 --trace
+    python benchmarks/tune_damo.py '[7]' '[{"disc": false, "retain_loss": "kd", "train_scope": "fc", "lr": 1e-3, "forget_bound": 10.0, "patience": 2}]'
 
 One AEGDS set (n_per_class images of every class, nfe 40, seed 0) from the cpu original model, then DAMO with
 each variant (DamoConfig fields) on a copy. A variant may also name `n_check_per_class`: that many held-out

@@ -486,3 +486,76 @@ def test_damo_rejects_bad_x_check():
         D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, x_check=x_f[:, :, :3])
     with pytest.raises(TypeError, match="x_check"):
         D.damo(tiny_model(), x_r, y_r, x_f, y_f, cfg, x_check=x_f.numpy())
+
+
+# ----------------------------------------------------------------------------- retain distillation and scope
+
+def test_retain_loss_kd_hand_value_and_teacher_distribution():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    y = torch.tensor([0, 1])
+    forget_mask = torch.tensor([False, False, True])
+    T = 2.0
+    teacher = torch.tensor([[1.0, 0.0, 3.0], [0.0, 2.0, 1.0]])
+    model = nn.Linear(3, 3)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))
+        model.bias.zero_()
+    q = D.teacher_distribution(model, teacher, forget_mask, T)
+    # by hand: softmax over the retain classes only of teacher / T; zero on the forget class
+    ref_q = torch.zeros(2, 3)
+    for i in range(2):
+        e = [math.exp(teacher[i, j].item() / T) for j in range(2)]
+        ref_q[i, :2] = torch.tensor([v / sum(e) for v in e])
+    torch.testing.assert_close(q, ref_q)
+    # T^2 * KL(q || softmax(logits / T)), per row by hand, batch mean
+    ref = 0.0
+    for i in range(2):
+        z = [math.exp(logits[i, j].item() / T) for j in range(3)]
+        p = [v / sum(z) for v in z]
+        ref += sum(ref_q[i, j].item() * math.log(ref_q[i, j].item() / p[j]) for j in range(2))
+    ref = ref / 2 * T ** 2
+    assert D.retain_loss(logits, y, q, T).item() == pytest.approx(ref, rel=1e-5)
+    assert D.retain_loss(logits, y).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    # KL is zero where the student already matches the teacher on the retain classes and puts ~0 on the forget class
+    match = torch.cat([teacher[:, :2], torch.full((2, 1), -1e4)], 1)
+    assert abs(D.retain_loss(match, y, q, T).item()) < 1e-5
+
+
+@pytest.mark.parametrize("scope,changed", [("fc", {"fc"}), ("last", {"fc", "stages.1"}), ("all", None)])
+def test_train_scope_updates_only_its_parameters(scope, changed):
+    torch.manual_seed(0)
+    model = Classifier([nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU()),
+                        nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU())], 6, 4, (1, 5, 5), (-1.0, 1.0))
+    x_r, y_r, x_f, y_f = tiny_data()
+    before = _state(model)
+    D.damo(model, x_r, y_r, x_f, y_f, D.DamoConfig(**{**FAST, "max_steps": 4, "disc": scope != "fc",
+                                                        "train_scope": scope, "retain_loss": "kd"}), seed=0)
+    after = _state(model)
+    params = {n for n, _ in model.named_parameters()}
+    moved = {n for n in params if not torch.equal(before[n], after[n])}
+    if changed is None:
+        assert moved == params
+    else:
+        assert moved and all(any(n.startswith(c + ".") for c in changed) for n in moved), moved
+        assert any(n.startswith("fc.") for n in moved)
+
+
+def test_kd_fc_scope_forgets_on_tiny_data():
+    model = tiny_model()
+    x_r, y_r, x_f, y_f = tiny_data()
+    rep = D.damo(model, x_r, y_r, x_f, y_f, D.DamoConfig(**{**FAST, "disc": False, "train_scope": "fc",
+                                                             "retain_loss": "kd", "lr": 5e-2}), seed=0)
+    assert rep["stop_reason"] == "forgotten", rep["checks"]
+    assert rep["n_params"] == sum(p.numel() for p in model.fc.parameters())
+
+
+@pytest.mark.parametrize("field,value", [("retain_loss", "mse"), ("train_scope", "head"), ("kd_temperature", 0.0)])
+def test_new_options_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        D.DamoConfig(**{field: value})
+
+
+def test_fc_scope_with_disc_is_an_error():
+    with pytest.raises(ValueError, match="train_scope"):
+        D.DamoConfig(train_scope="fc", disc=True)
+    D.DamoConfig(train_scope="fc", disc=False)
