@@ -179,17 +179,14 @@ def retain_loss(logits: torch.Tensor, y: torch.Tensor, teacher_p: torch.Tensor |
     """
     if teacher_p is None:
         return F.cross_entropy(logits, y)
-    logp = F.log_softmax(logits / temperature, dim=1)
-    q_logq = torch.where(teacher_p > 0, teacher_p * teacher_p.clamp_min(1e-30).log(), torch.zeros_like(teacher_p))
-    return (q_logq - teacher_p * logp).sum(dim=1).mean() * temperature ** 2
+    # kl_div takes 0 log 0 = 0, so the forget classes' zero targets are fine
+    return F.kl_div(F.log_softmax(logits / temperature, dim=1), teacher_p, reduction="batchmean") * temperature ** 2
 
 
-@torch.no_grad()
 def teacher_distribution(model: nn.Module, x: torch.Tensor, forget_mask: torch.Tensor, temperature: float,
                          batch: int = 512) -> torch.Tensor:
     """The model's temperature-softened class distribution on `x`, renormalised over the retain classes."""
-    model.eval()
-    logits = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]) / temperature
+    logits = _eval_logits(model, x, batch) / temperature
     return torch.softmax(logits.masked_fill(forget_mask, float("-inf")), dim=1)
 
 
@@ -520,15 +517,20 @@ class _Batches:
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """Eval-mode argmax predictions; every module's train/eval flag is restored afterwards."""
+def _eval_logits(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Eval-mode logits in batches; every module's train/eval flag is restored afterwards."""
     was = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
     finally:
         for m, t in was.items():
             m.train(t)
+
+
+def _predict(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Eval-mode argmax predictions (train/eval flags restored)."""
+    return _eval_logits(model, x, batch).argmax(1)
 
 
 def forget_rate(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, batch: int = 512) -> float:
@@ -540,17 +542,9 @@ def forget_rate(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, 
     return float(forget_mask[_predict(model, x_f, batch)].float().mean())
 
 
-@torch.no_grad()
 def forget_prob(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, batch: int = 512) -> float:
     """Mean probability mass p(C_f | x) the model puts on the forget classes over `x_f` (eval mode)."""
-    was = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        return float(torch.cat([model(x_f[i:i + batch]).softmax(1)[:, forget_mask].sum(1)
-                                for i in range(0, len(x_f), batch)]).mean())
-    finally:
-        for m, t in was.items():
-            m.train(t)
+    return float(_eval_logits(model, x_f, batch).softmax(1)[:, forget_mask].sum(1).mean())
 
 
 def _set_train_mode(model: nn.Module, bn_mode: str) -> None:

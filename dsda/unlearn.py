@@ -84,9 +84,9 @@ assert not _CLASH, f"SamplerConfig and DamoConfig share field names {_CLASH}; ro
 #   kd, last, lr 1e-4, bound 10, patience 2  0.0 / 92.5  0.0 / 91.1  0.0 / 93.2   0.0 / 91.3
 #   kd, fc, lr 1e-3, bound 10, patience 1  0.0 / 93.1  0.6 / 93.0    0.0 / 95.1   0.0 / 93.5
 #   C = kd, fc, lr 1e-3, bound 10, patience 2  0.0 / 93.1 (70)  0.0 / 93.0 (80)  0.0 / 95.0 (70)  0.0 / 93.5 (70)
-#   C with lr 5e-4 / 2e-3 (patience 1)   0.0 / 93.1, 0.0 / 93.1   0.6 / 93.0, 0.2 / 93.0
+#   C with lr 5e-4 | lr 2e-3, patience 1  0.0 / 93.1 | 0.0 / 93.1  0.6 / 93.0 | 0.2 / 93.0
 #   C with CE instead of kd              0.0 / 89.5 (class 7)
-# C then checked ONCE on the test split (dsda.evaluate, 2 threads; not used to choose it), A_f / A_r / MIA, ET:
+# C then checked ONCE on the test split (benchmarks/eval_candidate.py, 2 threads; not used to choose it), A_f / A_r / MIA, ET:
 #   class 3: 0.0 / 92.19 / 4.8, 19 s (oracle 92.22 / 9.4) | class 0: 0.0 / 93.46 / 23.0, 22 s (oracle 93.34 / 31.8)
 #   class 7: 0.0 / 91.54 / 29.0, 22 s (oracle 91.79 / 64.2) | 3+5: 0.0 / 91.67 / 17.3, 23 s (oracle 91.89 / 29.7)
 # i.e. C meets issue 4's criteria on all four tasks where B fails three. It is NOT yet the cpu default: switching
