@@ -23,10 +23,11 @@ whether L_Disc is used were compared on the `cpu` profile by A_f / A_r on a vali
 split; the measured table is next to `dsda.unlearn.PROFILE_DEFAULTS`. In short: the bounded negative CE
 kept the most retain accuracy of the three L_F candidates, and every L_Disc setting we tried LOWERED it,
 so the cpu profile runs without L_Disc (the paper's Fig. 4 claims the opposite; notebook 03 shows both).
-Two options of ours, off by default: `retain_loss="kd"` (L_R distils the original model's retain-class
-distribution instead of hard labels) and `train_scope` ("all", "last" = last stage + head, "fc" = head only).
-Together (with lr 1e-3) they reached the issue-4 targets on every cpu task we measured where the default
-misses three; see `dsda.unlearn.CPU_CANDIDATE` and the table next to it.
+Two options of ours: `retain_loss="kd"` (L_R distils the original model's retain-class distribution instead
+of hard labels) and `train_scope` ("all", "last" = last stage + head, "fc" = head only). Together (with lr
+1e-3) they reached the issue-4 targets on every cpu task we measured where hard-label CE on all parameters
+misses three, so they are the cpu profile's defaults (`dsda.unlearn.CPU_CANDIDATE`, table next to it). The
+library defaults of DamoConfig stay the paper's ("ce", "all", disc on), as does the `paper` profile.
 Values the paper does not give are marked "not in the paper".
 
 This module imports only torch/numpy and `dsda.utils`: it never sees real data.

@@ -14,8 +14,8 @@
 # **Cost.** With `interactive = False` (batch runs: papermill, nbval) the widgets are not shown and
 # one small configuration runs once: about 30 s on 2 cores on the `cpu` profile, one seed. Set
 # `interactive = True` in a running Jupyter to get the controls. Larger settings take longer.
-# The profile's defaults (`dsda.unlearn.PROFILE_DEFAULTS`, cpu: 128 images per class, NFE 40,
-# up to 300 steps) take a few minutes on a CPU.
+# The profile's defaults (`dsda.unlearn.PROFILE_DEFAULTS`, cpu: 64 images per class, NFE 40,
+# head-only DAMO up to 300 steps) take about 20 s on 2 CPU cores.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
