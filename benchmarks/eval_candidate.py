@@ -1,5 +1,6 @@
-"""Test-split check of dsda.unlearn.CPU_CANDIDATE next to the oracle and the original (the numbers in the table
-next to PROFILE_DEFAULTS). Chosen on the validation split by tune_damo.py; this only reports.
+"""Test-split check of dsda.unlearn.CPU_CANDIDATE (the cpu profile's DAMO recipe since 2026-11-26) next to the
+oracle and the original (the numbers in the table next to PROFILE_DEFAULTS; notebook 06 reproduces them).
+Chosen on the validation split by tune_damo.py; this only reports.
 
     OMP_NUM_THREADS=2 python benchmarks/eval_candidate.py
 """

@@ -18,7 +18,7 @@
 # 4. The three membership-inference attacks (MIAs) on the original model, the retrained oracle
 #    and the DSDA model.
 #
-# **Cost.** On the `cpu` profile (Fashion-MNIST), about 150 s on 2 cores. Most of it is one DSDA run
+# **Cost.** On the `cpu` profile (Fashion-MNIST), about 50 s on 2 cores. Most of it is one DSDA run
 # (64 synthetic images per class, then DAMO) and the forward passes of three models for the
 # attacks. It uses the profile's seeds: one on `cpu`, three on `paper`.
 
@@ -365,12 +365,12 @@ run.figure(fig, "mia");
 #   look unseen. After DSDA, 100 % do, the same as the oracle.
 # - **Loss attack.** It cannot tell even the original model's training images from its test images
 #   (51 %, chance is 50 %), because this model overfits little. It carries little information here.
-# - **SSD entropy attack (the paper's MIA).** DSDA calls 5 % of forget-class training images
+# - **SSD entropy attack (the paper's MIA).** DSDA calls 4 % of forget-class training images
 #   "members", against 10 % for the oracle and 65 % for the original: it overshoots the oracle by
-#   5.1 points, just outside the 5-point band we chose, on the "too forgotten" side (lower than the
+#   6.0 points, outside the 5-point band we chose, on the "too forgotten" side (lower than the
 #   oracle: its outputs on forget-class training images are less confident than the oracle's).
 #
-# In the same run DSDA's retain accuracy was 1.3 points below the oracle's (A_r in the table). The digest gives
+# In the same run DSDA's retain accuracy was 0.3 points below the oracle's (A_r in the table). The digest gives
 # no threshold for "close to Retrain", so the claims use 5 points.
 #
 # ## Verdicts
