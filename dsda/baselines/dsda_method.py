@@ -68,7 +68,8 @@ METHOD = Method(
     name="dsda", title="DSDA", data_access="none", config_cls=DsdaConfig, run=run,
     reference="Wang et al., 'Efficient Source-Free Unlearning via Energy-Guided Data Synthesis and "
               "Discrimination-Aware Multitask Optimization', ICML 2025",
-    defaults_source="dsda.unlearn.PROFILE_DEFAULTS per profile (chosen on synthetic data only) and the "
+    defaults_source="dsda.unlearn.PROFILE_DEFAULTS per profile (stopping rule on synthetic data; cpu recipe chosen "
+                    "on a validation subset of the train split, never the test split) and the "
                     "documented defaults of SamplerConfig / DamoConfig (paper values where the paper gives them)",
     profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},  # the per-profile values live in dsda.unlearn
     in_paper_table=True,
