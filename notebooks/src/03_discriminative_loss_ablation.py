@@ -71,7 +71,7 @@ run = report.start("03_discriminative_loss_ablation", profile,
                    dict(dataset=P.dataset, model=P.model, forget=forget, seed=seed, **B), device, threads)
 
 # %% [markdown]
-# ## 1 · The seven models
+# ## 1 · The ten models
 #
 # Each unlearned model is what `unlearn(original, forget, seed=seed, **switch)` returns. The paper family
 # ("DSDA", its ablations and "standard losses") pins the paper's recipe: every parameter trained
@@ -80,9 +80,9 @@ run = report.start("03_discriminative_loss_ablation", profile,
 # lr 5e-5, forget bound 2, patience 1). "DSDA" is the paper's full objective (`disc=True, multitask=True`).
 # "head-only KD" is the `cpu` profile's default (`CPU_CANDIDATE`: `disc=False, retain_loss="kd",
 # train_scope="fc"`, lr 1e-3, forget bound 10, patience 2); with only the head trained the features do not
-# change, so the Circle loss cannot act there and has no ablation. The ablations are the switches (`sampler="sgld"`: plain SGLD with the same number of score
-# evaluations instead of AEGDS; `disc=False`: no Circle loss; `multitask=False`: update along the weighted
-# sum g_T instead of the Theorem 3.3 direction). "Standard losses" switches off both `disc` and
+# change, so the Circle loss cannot act there and has no ablation. The ablations are the switches
+# (`sampler="sgld"`: plain SGLD with the same number of score evaluations instead of AEGDS; `disc=False`: no
+# Circle loss; `multitask=False`: update along the weighted sum g_T instead of the Theorem 3.3 direction). "Standard losses" switches off both `disc` and
 # `multitask`. To stay within the time budget the two stages are called directly, as `unlearn` calls
 # them: stage 1 depends only on the sampler and the seed, so the AEGDS set is drawn once and shared by
 # the four variants that use it (and by section 4); a variant's ET is the synthesis time of its set plus
@@ -259,8 +259,8 @@ run.figure(fig, "ablation_bars")
 # profile's `lr`, stop when the synthetic forget set is fully forgotten at `patience` consecutive checks)
 # were chosen without the test split (stopping rule on synthetic data, recipe on a validation subset of the
 # train split). Here the AEGDS set of section 1 is reused and the profile's default recipe (on `cpu`:
-# head-only KD) is run from the original model with several learning rates, each for a fixed budget of `sens_max_steps` steps with a
-# 20 % hold-out of the synthetic retain set. Every `check_every` steps we record the synthetic criteria
+# head-only KD) is run from the original model with several learning rates, each for a fixed budget of
+# `sens_max_steps` steps with a 20 % hold-out of the synthetic retain set. Every `check_every` steps we record the synthetic criteria
 # (forget rate on D^_f, accuracy on the held-out synthetic retain samples) and, for the reader only, the
 # test A_f / A_r on the class-balanced test subset above. The **default stopping rule** is read off the
 # same trajectory (the run is deterministic, so the model at that step is exactly the early-stopped one).
