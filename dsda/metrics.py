@@ -352,27 +352,34 @@ def mia_loss_cv(member_probs: Any, member_labels: Any, nonmember_probs: Any, non
 # ----------------------------------------------------------------------------- (c) SalUn conf. SVC
 
 def mia_confidence_svc(member_probs: Any, member_labels: Any, nonmember_probs: Any, nonmember_labels: Any,
-                       target_probs: Any, target_labels: Any, *, max_train: int = 5000, seed: int = 0) -> float:
+                       target_probs: Any, target_labels: Any) -> float:
     """SalUn "MIA-efficacy": % of targets predicted NON-member by an RBF SVC on confidence p_y.
 
-    Shadow training set: members (label 1) and non-members (label 0), each side subsampled with a
-    seeded torch generator to the same size min(n_members, n_nonmembers, max_train) (SalUn uses
-    len(test) retain samples; the cap bounds the SVC's quadratic cost).
-    `SVC(C=3, gamma="auto", kernel="rbf")` as in SalUn. In `evaluate`: members = retain-train
-    samples, non-members = test samples of the retain classes, targets = forget-train samples.
+    SalUn's protocol (its `SVC_MIA` with `shadow_train` = `Subset(retain, range(len(test)))`,
+    `shadow_test` = the test set, `target_test` = the forget set, reported as `confidence` x 100):
+    the shadow set is the FIRST len(non-members) members in their given order (all of them when there
+    are fewer) labelled 1, and every non-member labelled 0; `SVC(C=3, gamma="auto", kernel="rbf")` is
+    fitted on the 1-D confidence feature, and the result is the share of targets it calls non-member.
+    No random draw is involved, so the value is a function of the probabilities alone. In `evaluate`:
+    members = retain-train samples (the profile's fixed evaluation subset, in dataset order),
+    non-members = test samples of the retain classes, targets = forget-train samples.
+
+    Differences from SalUn's code: the confidences are float32 softmax outputs as there, but we hand
+    them to the SVC as float64 (libsvm computes in double either way); SalUn fails when there are fewer
+    members than non-members, we then use every member. An earlier version of this function capped
+    each side at a random 5,000 samples: on a nearly saturated confidence the RBF threshold moved with
+    the draw (class 3 of the cpu profile, original model: 9.4 to 18.2 over four draws; SalUn's 16.1).
 
     Direction (OPPOSITE to `mia_entropy_lr`): HIGHER = more forgetting, since it counts forget
     samples that look unseen. The target value is the retrained (retrain-from-scratch) model's
     value on the same data, near 100 for class unlearning.
     """
-    check_positive("max_train", max_train)
     m = confidence(*_probs_and_labels("member", member_probs, member_labels, True))
     nm = confidence(*_probs_and_labels("nonmember", nonmember_probs, nonmember_labels, True))
     t = confidence(*_probs_and_labels("target", target_probs, target_labels, True))
-    m, nm = _balanced_subsample(m, nm, max_train, torch.Generator().manual_seed(seed))
     from sklearn.svm import SVC
-    x, y = _attack_set(m, nm)
-    clf = SVC(C=3, gamma="auto", kernel="rbf", random_state=seed).fit(x, y)
+    x, y = _attack_set(m[:len(nm)], nm)
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
     return 100.0 * float((clf.predict(t[:, None]) == 0).mean())
 
 
@@ -440,8 +447,8 @@ def _mia_b(g: _Groups, seed: int) -> float:
     return mia_loss_cv(*g.forget_train, *g.forget_test, seed=seed)
 
 
-def _mia_c(g: _Groups, max_train: int, seed: int) -> float:
-    return mia_confidence_svc(*g.retain_train, *g.retain_test, *g.forget_train, max_train=max_train, seed=seed)
+def _mia_c(g: _Groups) -> float:
+    return mia_confidence_svc(*g.retain_train, *g.retain_test, *g.forget_train)
 
 
 # ----------------------------------------------------------------------------- model-level attacks
@@ -463,12 +470,11 @@ def mia_loss_cv_model(model: nn.Module, train: Any, test: Any, forget_classes: S
 
 
 def mia_confidence_svc_model(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], *,
-                             max_train: int = 5000, seed: int = 0, num_classes: int | None = None,
-                             batch_size: int = 1024, device: str | torch.device = "auto") -> float:
+                             num_classes: int | None = None, batch_size: int = 1024,
+                             device: str | torch.device = "auto") -> float:
     """`mia_confidence_svc` on a model: shadow = retain-train vs retain-class test, targets =
     forget-train. HIGHER = more forgetting; target = the retrained model's value (near 100)."""
-    g = _collect(model, train, test, forget_classes, num_classes, batch_size, device)
-    return _mia_c(g, max_train, seed)
+    return _mia_c(_collect(model, train, test, forget_classes, num_classes, batch_size, device))
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -532,7 +538,7 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     - `A_test`: accuracy on the whole test split; `per_class_test`: list of per-class test accuracies.
     - `MIA`: `mia_entropy_lr` (the paper's metric; lower, target = retrain).
     - `MIA_loss_cv`: `mia_loss_cv` (target = retrain, about 50).
-    - `MIA_conf_svc`: `mia_confidence_svc` with `profile.mia_max_train` (higher, target = retrain).
+    - `MIA_conf_svc`: `mia_confidence_svc`, SalUn's protocol (higher, target = retrain).
     - `n_train_eval`: how many train images the train-split numbers used.
 
     The probabilities of the last few models are kept in memory (keyed by a hash of the weights), so
@@ -556,7 +562,7 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     return {
         "A_f": acc(g.forget_test), "A_r": acc(g.retain_test),
         "A_f_train": acc(g.forget_train), "A_r_train": acc(g.retain_train),
-        "MIA": _mia_a(g), "MIA_loss_cv": _mia_b(g, seed), "MIA_conf_svc": _mia_c(g, prof.mia_max_train, seed),
+        "MIA": _mia_a(g), "MIA_loss_cv": _mia_b(g, seed), "MIA_conf_svc": _mia_c(g),
         "A_test": accuracy(*g.test), "per_class_test": per_class_accuracy(*g.test, num_classes=k),
         "n_train_eval": int(len(idx)),
     }

@@ -52,7 +52,6 @@ class Profile:
     seeds: tuple[int, ...] = (0,)            # seeds the notebooks average over
     eval_batch_size: int = 256               # batch size for collecting probabilities (CPU: 256 is 2.7x faster
                                              # than 1024 for the cpu CNN, cache effects; GPU profiles use 1024)
-    mia_max_train: int = 5000                # cap on attack-model training points per side (SVC cost)
     eval_train_per_class: int | None = None  # dsda.evaluate's train-split metrics (A_*_train, the MIAs) on a fixed
                                              # seeded subset of this many images per class; None = all of them
     device: str = "auto"                     # 'auto' = CUDA if present, else CPU
@@ -71,7 +70,6 @@ PROFILES: dict[str, Profile] = {
         name="smoke", dataset="digits", model="cnn", width=8,
         recipe=TrainRecipe(epochs=15, batch_size=64, lr=0.01, milestones=(0.6, 0.85)),
         forget_classes=(3,), multi_forget_classes=(3, 8), eval_classes=(3,), seeds=(0,),
-        mia_max_train=1000,
     ),
     "cpu": Profile(
         name="cpu", dataset="fashion_mnist", model="cnn", width=32,

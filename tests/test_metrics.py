@@ -306,7 +306,7 @@ def test_mia_confidence_svc_known_answers():
     assert M.mia_confidence_svc(member, ym, nonmember, yn, member[:80], ym[:80]) == 0.0
     # a confidently wrong prediction (p_y ~ 0) is far below every member: non-member
     target, yt = _draw(50, 0.0, 1e-6, seed=16)
-    assert M.mia_confidence_svc(member, ym, nonmember, yn, target, yt, max_train=100) == 100.0
+    assert M.mia_confidence_svc(member, ym, nonmember, yn, target, yt) == 100.0
 
 
 def test_balanced_subsample_sizes_and_seed():
@@ -325,8 +325,6 @@ def test_mia_confidence_svc_bad_inputs():
     member, ym = _draw(30, 0.9, 1.0, seed=17)
     with pytest.raises(ValueError, match="target_probs must contain at least one sample"):
         M.mia_confidence_svc(member, ym, member, ym, member[:0], ym[:0])
-    with pytest.raises(ValueError, match="max_train must be a positive integer"):
-        M.mia_confidence_svc(member, ym, member, ym, member, ym, max_train=0)
     with pytest.raises(ValueError, match="target_labels must be a 1-D array"):
         M.mia_confidence_svc(member, ym, member, ym, member, ym[:3])
 
@@ -470,7 +468,7 @@ def test_model_level_attacks_match_evaluate(monkeypatch):
     tr, te = splits["train"], splits["test"]
     assert M.mia_entropy_lr_model(model, tr, te, [1], device="cpu") == out["MIA"]
     assert M.mia_loss_cv_model(model, (tr.x, tr.y), (te.x, te.y), [1], device="cpu") == out["MIA_loss_cv"]
-    assert M.mia_confidence_svc_model(model, tr, te, [1], max_train=1000, device="cpu") == out["MIA_conf_svc"]
+    assert M.mia_confidence_svc_model(model, tr, te, [1], device="cpu") == out["MIA_conf_svc"]
 
 
 def test_evaluate_on_digits_sanity_and_timing():

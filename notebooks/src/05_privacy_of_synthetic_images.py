@@ -316,8 +316,7 @@ def attack(m):
         "A_f": accuracy(p_te[f_te], y_te[f_te]), "A_r": accuracy(p_te[~f_te], y_te[~f_te]),
         "MIA": mia_entropy_lr(p_tr[~f_tr], p_te, p_tr[f_tr]),
         "MIA_loss_cv": mia_loss_cv(p_tr[f_tr], y_tr[f_tr], p_te[f_te], y_te[f_te], seed=0),
-        "MIA_conf_svc": mia_confidence_svc(p_tr[~f_tr], y_tr[~f_tr], p_te[~f_te], y_te[~f_te], p_tr[f_tr],
-                                           y_tr[f_tr], max_train=P.mia_max_train, seed=0),
+        "MIA_conf_svc": mia_confidence_svc(p_tr[~f_tr], y_tr[~f_tr], p_te[~f_te], y_te[~f_te], p_tr[f_tr], y_tr[f_tr]),
     }
 
 
