@@ -171,3 +171,16 @@ def test_dsda_unlearn_stays_the_function_after_the_module_is_imported():
     from dsda.unlearn import unlearn as f  # noqa: F401
     import dsda.baselines.dsda_method  # noqa: F401  (imports ..unlearn)
     assert callable(dsda.unlearn) and dsda.unlearn is U.unlearn
+
+
+# SHA-256 (dsda.train.state_digest) of the cpu default's unlearned weights, forget class 3, seed 0, measured at
+# commit 6406888 with 1 and 2 threads (identical). Restructuring the code must not change a single bit of them.
+CPU_DEFAULT_CLASS3_DIGEST = "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_cpu_default_unlearned_weights_are_bitwise_unchanged():
+    from dsda.train import state_digest
+    unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0)
+    assert state_digest(unlearned.state_dict()) == CPU_DEFAULT_CLASS3_DIGEST, (rep["steps"], rep["stop_reason"])
