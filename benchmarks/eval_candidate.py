@@ -1,13 +1,12 @@
-"""Test-split check of dsda.unlearn.CPU_CANDIDATE (the cpu profile's DAMO recipe since 2026-11-26) next to the
-oracle and the original (the numbers in the table next to PROFILE_DEFAULTS; notebook 06 reproduces them).
-Chosen on the validation split by tune_damo.py; this only reports.
+"""Test-split check of the recipe `cpu-kd-head` (dsda/recipes.py, the cpu profile's default since 2026-11-26) next
+to the oracle and the original (notebook 06 reproduces them). Chosen on a validation subset by tune_damo.py
+(results/tuning/); this only reports.
 
     OMP_NUM_THREADS=2 python benchmarks/eval_candidate.py
 """
 import json
 
 import dsda
-from dsda.unlearn import CPU_CANDIDATE
 
 
 def row(metrics):
@@ -16,7 +15,7 @@ def row(metrics):
 
 original = dsda.original_model("cpu", progress=False)
 for forget in ([3], [0], [7], [3, 5]):
-    model, rep = dsda.unlearn(original, forget, profile="cpu", seed=0, **CPU_CANDIDATE)
+    model, rep = dsda.unlearn(original, forget, profile="cpu", seed=0, recipe="cpu-kd-head")
     print(json.dumps({"forget": forget, "candidate": row(dsda.evaluate(model, "cpu", forget)),
                       "steps": rep["steps"], "time_s": {k: round(v, 1) for k, v in rep["time_s"].items()},
                       "retrain": row(dsda.evaluate(dsda.retrain_model("cpu", forget, progress=False), "cpu", forget)),

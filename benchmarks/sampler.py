@@ -36,7 +36,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dsda.sampler import SAMPLERS, SamplerConfig, frozen, synthesize  # noqa: E402
+from dsda.sampler import SAMPLERS, SamplerConfig, frozen  # noqa: E402
+from dsda.synthesis import synthesize  # noqa: E402
 from dsda.utils import atomic_write_json, provenance, resolve_device  # noqa: E402
 
 CONFIDENT_TARGET = 0.95  # target (b): fraction of samples with p(y|x) >= 0.9

@@ -8,7 +8,7 @@ module):
     dsda.original_model(profile, seed=0)                -> Classifier (trained or loaded from cache)
     dsda.retrain_model(profile, forget_classes, seed=0) -> Classifier (retrain-from-scratch oracle)
     dsda.evaluate(model, profile, forget_classes)       -> {A_f, A_r, A_f_train, A_r_train, MIA, ...}
-    dsda.synthesize(model, classes, n_per_class, ...)   -> (x, y, diagnostics)   [AEGDS, stage 1]
+    dsda.synthesize(model, classes, n_per_class, ...)   -> SyntheticSet (x, y, diagnostics)   [AEGDS, stage 1]
     dsda.unlearn(model, forget_classes, profile=...)    -> (unlearned_model, report)  [DSDA]
     dsda.METHODS                                        -> every method with its data access
 """
@@ -30,7 +30,11 @@ _LAZY = {
     "original_model": "train",
     "retrain_model": "train",
     "evaluate": "metrics",
-    "synthesize": "sampler",
+    "synthesize": "synthesis",
+    "SyntheticSet": "synthesis",
+    "RECIPES": "recipes",
+    "synthetic_set": "unlearn",
+    "get_recipe": "recipes",
     "SamplerConfig": "sampler",
     "DamoConfig": "damo",
     "METHODS": "baselines",

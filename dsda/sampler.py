@@ -17,18 +17,18 @@ by following the score s(x, y) = -grad_x E(x, y). Three samplers are selected by
 The budget is counted in score evaluations per sample (NFE), so the samplers are compared at equal
 compute: ``nfe`` SGLD steps, or ``nfe / 2`` Heun / AEGDS steps.
 
-Where the paper contradicts itself, each reading is a named option (digest §3.4):
+Where the paper contradicts itself, each reading is a named option (docs/EQUATIONS.md, "AEGDS"):
 
 - ``predictor``: ``"rk2"`` uses c = a dt, the consistent Heun predictor (second order, see
   tests/test_sampler.py); ``"literal"`` uses c = dt exactly as printed in Alg. 1 line 9, which is
   consistent only when a = 1 and otherwise falls back to first order.
 - ``noise``: ``"alg1"`` sigma = sqrt(2 a dt) (Alg. 1, the Euler-Maruyama scale); ``"eq5"``
   sigma = sqrt(2 a) (Eq. 3 and Eq. 5); ``"temperature"`` sigma = sqrt(2 a dt T), a temperature T
-  decoupled from the step as in JEM (digest §9.1, §10.1). SGLD has no Delta t (Eq. 3), so for SGLD
+  decoupled from the step as in JEM (Grathwohl et al., 2020). SGLD has no Delta t (Eq. 3), so for SGLD
   ``alg1`` and ``eq5`` coincide and ``temperature`` is sqrt(2 a T).
-- The same eps is added in the predictor and in the update (Alg. 1 lines 9 and 13, digest note 3).
-- The "Nesterov" momentum of Eq. 6 is heavy-ball momentum on the Heun direction (digest note 4),
-  implemented literally. A consequence, derived for a Gaussian energy and checked in
+- The same eps is added in the predictor and in the update (Alg. 1 lines 9 and 13 use one eps_i).
+- The "Nesterov" momentum of Eq. 6 is heavy-ball momentum on the Heun direction (Alg. 1 lines
+  11-12 compute no look-ahead gradient), implemented literally. A consequence, derived for a Gaussian energy and checked in
   tests/test_sampler.py: the momentum amplifies the drift by about 1 / (1 - gamma) but the noise enters
   the position unamplified, so AEGDS samples the target at temperature about (1 - gamma) T, not T;
   noise="temperature" with T = 1 / (1 - gamma) approximately undoes this.
@@ -43,7 +43,7 @@ width 32, Fashion-MNIST, 91.2 % test accuracy), 10 classes x 10 samples, seed 0,
 (a) mean E <= 0.05, (b) >= 95 % of samples with p(y|x) >= 0.9, (c) mean E <= 0.01:
 
 - alpha per sampler (DEFAULT_ALPHA), best of the grid 1, 3, 10, 20, 40: SGLD 10 (a/b/c in 5/7/35 NFE),
-  Heun 20 (8/8/34), AEGDS 20 with gamma 0.5 (8/10/16). gamma 0.9 (the digest's guess) is slower (or equal) at
+  Heun 20 (8/8/34), AEGDS 20 with gamma 0.5 (8/10/16). gamma 0.9 (a common momentum value) is slower (or equal) at
   alpha >= 3 (16/18-22/28-32 NFE at alpha 10-40): the momentum overshoots.
 - noise="temperature", T = 1e-4: the paper's noise (alg1 = eq5 at dt = 1, i.e. T = 1) never reaches (a)
   within 24-40 NFE, for SGLD and AEGDS at alpha 10, 20, 300 and 3000 (final mean E 1.7-5);
@@ -60,39 +60,39 @@ Clamping (option ``clamp``) projects the predictor x' and every new x onto ``mod
 the paper does not say whether it clamps. With momentum the velocity is not clamped (Alg. 1 has no
 such step).
 
+Structure: one function per update of Alg. 1 (`sgld_step`, `heun_step`, `aegds_step`) and one chain loop
+(`run_chains`) that schedules the step size, draws the noise and records diagnostics;
+`dsda.synthesis.synthesize` runs it on a model.
+
 Speed: the loop never synchronises with the host except once every ``diag_every`` steps, where it
 reads the diagnostics and a device-side record of which score evaluations were finite; a non-finite
 energy or score stops the run with a `NonFiniteError` naming the exact step and the settings.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from .utils import check_choice, check_positive, resolve_device
+from .energy import ScoreFn, energy, energy_from_logits, model_score_fn, score  # noqa: F401  (re-exported)
+from .modes import frozen  # noqa: F401  (re-exported)
+from .utils import check_choice, check_positive
 
 SAMPLERS = ("sgld", "heun", "aegds")
 PREDICTORS = ("rk2", "literal")
 NOISES = ("alg1", "eq5", "temperature")
 INITS = ("gaussian", "uniform")
 SCHEDULES = ("poly", "constant", "linear", "cosine")
-AUTOCASTS = ("none", "bf16")
 CONFIDENT_PROB = 0.9  # "confident" = p(y | x) >= 0.9, the benchmark's target (b)
+METRICS = ("energy", "target_prob", "target_frac", "confident_frac", "score_norm")  # recorded per state
 
 # The measured best initial step size of each sampler (used when SamplerConfig.alpha is None).
 DEFAULT_ALPHA = {"sgld": 10.0, "heun": 20.0, "aegds": 20.0}
-
-ScoreFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]"]
 
 
 class NonFiniteError(RuntimeError):
@@ -119,18 +119,13 @@ class SamplerConfig:
     clamp: bool = True              # project x' and x onto model.input_range after each move
     batch_size: int = 1024          # samples per chunk (memory); chunks run one after the other
     diag_every: int = 5             # read diagnostics (one host sync) every k steps
-    channels_last: bool = False     # run the model on channels_last inputs (4-D inputs only)
-    autocast: str = "none"          # "bf16": model forward under bfloat16 autocast; energy in float32
     device: str = "auto"            # where to sample; "auto" = CUDA, then MPS, then CPU
     progress: bool = False          # tqdm progress bar over steps
 
     def __post_init__(self):
-        check_choice("sampler", self.sampler, SAMPLERS)
-        check_choice("predictor", self.predictor, PREDICTORS)
-        check_choice("noise", self.noise, NOISES)
-        check_choice("init", self.init, INITS)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("autocast", self.autocast, AUTOCASTS)
+        for name, allowed in (("sampler", SAMPLERS), ("predictor", PREDICTORS), ("noise", NOISES),
+                              ("init", INITS), ("schedule", SCHEDULES)):
+            check_choice(name, getattr(self, name), allowed)
         for name in ("nfe", "batch_size", "diag_every"):
             check_positive(name, getattr(self, name))
         if self.sampler != "sgld" and self.nfe % 2:
@@ -138,13 +133,11 @@ class SamplerConfig:
                              f"got {self.nfe!r}")
         if self.alpha is not None:
             _check_real("alpha", self.alpha, low=0.0, low_open=True)
-        _check_real("tau", self.tau, low=0.0, low_open=True)
-        _check_real("power", self.power, low=0.0)
-        _check_real("dt", self.dt, low=0.0, low_open=True)
-        _check_real("gamma", self.gamma, low=0.0, high=1.0)
-        _check_real("temperature", self.temperature, low=0.0)
-        _check_real("init_scale", self.init_scale, low=0.0, low_open=True)
-        for name in ("clamp", "channels_last", "progress"):
+        for name, low, high, low_open in (("tau", 0.0, None, True), ("power", 0.0, None, False),
+                                          ("dt", 0.0, None, True), ("gamma", 0.0, 1.0, False),
+                                          ("temperature", 0.0, None, False), ("init_scale", 0.0, None, True)):
+            _check_real(name, getattr(self, name), low=low, high=high, low_open=low_open)
+        for name in ("clamp", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.device, (str, torch.device)):
@@ -176,7 +169,7 @@ class SamplerConfig:
         return a
 
     def noise_std(self, a: float) -> float:
-        """sigma for step size a (digest §3.4 note 2)."""
+        """sigma for step size a (the three readings of the paper, see the module docstring)."""
         dt = 1.0 if self.sampler == "sgld" else self.dt    # Eq. 3 has no Delta t
         if self.noise == "eq5":
             return math.sqrt(2.0 * a)                       # Eq. 3 / Eq. 5
@@ -195,8 +188,7 @@ class SamplerConfig:
         parts += [f"noise={c.noise!r}"]
         if c.noise == "temperature":
             parts.append(f"temperature={c.temperature!r}")
-        parts += [f"clamp={c.clamp!r}", f"autocast={c.autocast!r}"]
-        return ", ".join(parts)
+        return ", ".join(parts + [f"clamp={c.clamp!r}"])
 
 
 def _check_real(name: str, value: Any, low: float | None = None, high: float | None = None,
@@ -213,120 +205,59 @@ def _check_real(name: str, value: Any, low: float | None = None, high: float | N
         raise ValueError(f"{name} must be < {high}, got {value!r}")
 
 
-# ----------------------------------------------------------------------------- energy and score
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the duration; each module's mode and each
-    parameter's requires_grad are restored afterwards, even on error."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()                       # BatchNorm uses its running statistics, nothing is updated
-    for p, _ in flags:
-        p.requires_grad_(False)        # autograd then builds no graph through the weights
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
+def make_config(config: SamplerConfig | None = None, **overrides) -> SamplerConfig:
+    """`config` (default SamplerConfig()) with `overrides` applied and validated."""
+    if config is None:
+        config = SamplerConfig()
+    if not isinstance(config, SamplerConfig):
+        raise TypeError(f"config must be a SamplerConfig or None, got {type(config).__name__}")
+    names = {f.name for f in dataclasses.fields(SamplerConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown sampler option(s) {unknown}; allowed: {sorted(names)}")
+    return dataclasses.replace(config, **overrides).resolved()
 
 
-def energy_from_logits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """E(x, y) = -log softmax(f(x))[y] from the logits f(x), in float32.   # Eq. 1"""
-    return -F.log_softmax(logits.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+# ----------------------------------------------------------------------------- the three updates of Alg. 1
+
+def sgld_step(x: torch.Tensor, d: torch.Tensor, eps: torch.Tensor, a: float, sigma: float) -> torch.Tensor:
+    """EGDS / SGLD, in place: x <- x + a_t s(x) + sigma_t eps.                    # Eq. 3, Alg. 1 line 5"""
+    return x.add_(d, alpha=a).add_(eps, alpha=sigma)
 
 
-def _check_xy(model: nn.Module, x: Any, y: Any) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != x.shape[:1]:
-        raise TypeError(f"y must be an int64 tensor of shape ({x.shape[0]},), got "
-                        f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}")
+def aegds_step(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, d: torch.Tensor, eps: torch.Tensor,
+               a: float, sigma: float, cfg: SamplerConfig, gamma: float,
+               clamp_: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """AEGDS, in place on x and v, given d = s(x) and eps (Alg. 1 lines 7-8 run in the chain loop).
+    Returns (E, s) at the predictor, whose finiteness the loop records."""
+    c = a * cfg.dt if cfg.predictor == "rk2" else cfg.dt          # see the module docstring, "predictor"
+    xp = clamp_(torch.add(x, d, alpha=c).add_(eps, alpha=sigma))  # Alg. 1 line 9 (with line 13's eps)
+    d2, e2, _ = score_fn(xp)                                       # Alg. 1 line 10: d'_i = s(x', y)
+    # Alg. 1 lines 11-12 / Eq. 6: v <- gamma v + a (d/2 + d'/2), without a temporary for v-hat
+    v.mul_(gamma).add_(d, alpha=a / 2).add_(d2, alpha=a / 2)
+    x.add_(v, alpha=cfg.dt).add_(eps, alpha=sigma)                 # Alg. 1 line 13
+    return e2, d2
 
 
-def energy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(N,) energies E(x, y) of the frozen model in eval mode (no gradient)."""
-    _check_xy(model, x, y)
-    with frozen(model), torch.no_grad():
-        return energy_from_logits(model(x), y)
+def heun_step(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, d: torch.Tensor, eps: torch.Tensor,
+              a: float, sigma: float, cfg: SamplerConfig,
+              clamp_: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two-stage Runge-Kutta (Heun) step of Eq. 5 (eta = 1): AEGDS without momentum (v is reset to the
+    Heun direction a (d + d')/2 at every step)."""
+    return aegds_step(score_fn, x, v, d, eps, a, sigma, cfg, 0.0, clamp_)
 
 
-def _model_score_fn(model: nn.Module, y: torch.Tensor, autocast: str = "none") -> ScoreFn:
-    """s(x) for a model already frozen: one forward and ONE backward for the whole batch."""
-    device_type = y.device.type
-    use_bf16 = autocast == "bf16"
-
-    def score_fn(x: torch.Tensor):
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(x)
-            e = energy_from_logits(logits, y)                      # Eq. 1, float32
-            (g,) = torch.autograd.grad(e.sum(), x)                 # samples are independent: one pass
-        return g.neg_(), e.detach(), logits.detach()               # s = -grad_x E
-
-    return score_fn
-
-
-def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-          autocast: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(s, E, logits) for the whole batch: s = -grad_x E(x, y) (one backward pass, gradient w.r.t.
-    x only), E (N,) and the logits (N, K), all detached. The model is frozen for the call."""
-    _check_xy(model, x, y)
-    check_choice("autocast", autocast, AUTOCASTS)
-    with frozen(model):
-        return _model_score_fn(model, y, autocast)(x)
-
-
-# ----------------------------------------------------------------------------- diagnostics
-
-@dataclass
-class Diagnostics:
-    """Per recorded state x_i (every diag_every steps, plus the returned samples), means over samples."""
-    step: np.ndarray            # step index i (0 = initialisation, n_steps = the returned samples)
-    nfe: np.ndarray             # score evaluations per sample spent to produce x_i
-    wall_time: np.ndarray       # seconds from the start of sampling to x_i (device synchronised)
-    energy: np.ndarray          # mean E(x_i, y)
-    target_prob: np.ndarray     # mean p(y | x_i) = exp(-E)
-    target_frac: np.ndarray     # fraction with argmax f(x_i) = y
-    confident_frac: np.ndarray  # fraction with p(y | x_i) >= CONFIDENT_PROB
-    score_norm: np.ndarray      # mean ||s(x_i, y)||_2 (NaN for the returned samples: forward only)
-    config: SamplerConfig       # the resolved configuration that ran
-    device: str = ""            # where the sampling ran
-    final: dict[str, float] = field(default_factory=dict)  # the last entry of each array
-
-    METRICS = ("energy", "target_prob", "target_frac", "confident_frac", "score_norm")
-
-    def first_reaching(self, metric: str, threshold: float, below: bool = False) -> dict[str, float] | None:
-        """The first recorded state whose `metric` is >= threshold (<= with below=True), or None."""
-        check_choice("metric", metric, self.METRICS)
-        vals = getattr(self, metric)
-        hit = vals <= threshold if below else vals >= threshold
-        if not hit.any():
-            return None
-        j = int(np.argmax(hit))
-        return {"step": int(self.step[j]), "nfe": int(self.nfe[j]), "wall_time": float(self.wall_time[j]),
-                metric: float(vals[j])}
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name).tolist() for name in ("step", "nfe", "wall_time", *self.METRICS)}
-        out.update(config=dataclasses.asdict(self.config), device=self.device, final=dict(self.final))
-        return out
-
+# ----------------------------------------------------------------------------- the chain loop
 
 def _stats(e: torch.Tensor, logits: torch.Tensor | None, s: torch.Tensor | None,
            y: torch.Tensor | None) -> torch.Tensor:
-    """The five diagnostics of one state as one device tensor (no sync)."""
+    """The five diagnostics (METRICS) of one state as one device tensor (no sync)."""
     p = torch.exp(-e)                                              # p(y | x), since E = -log p(y | x)
     nan = torch.full((), float("nan"), device=e.device)
     hit = (logits.argmax(1) == y).float().mean() if logits is not None and y is not None else nan
     norm = s.flatten(1).norm(dim=1).mean() if s is not None else nan
     return torch.stack([e.mean(), p.mean(), hit, (p >= CONFIDENT_PROB).float().mean(), norm])
 
-
-# ----------------------------------------------------------------------------- the samplers
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -353,6 +284,31 @@ def _raise_if_nonfinite(finite: torch.Tensor, upto: int, cfg: SamplerConfig) -> 
         + (" or set clamp=True" if not cfg.clamp else ""))
 
 
+def _clamper(cfg: SamplerConfig, input_range: Sequence[float] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    lo, hi = (input_range if cfg.clamp and input_range is not None else (-math.inf, math.inf))
+    if not (math.isfinite(lo) or math.isfinite(hi)):
+        return lambda t: t
+    return lambda t: t.clamp_(lo, hi)
+
+
+def _finish(x, score_fn, eval_fn, cfg, y, pending, rows) -> dict[str, np.ndarray]:
+    """Score the returned samples and turn the host rows and device stats into per-record arrays."""
+    if eval_fn is None:
+        s_f, e_f, logits_f = score_fn(x)
+    else:
+        s_f = None
+        e_f, logits_f = eval_fn(x)
+    if not bool(torch.isfinite(e_f).all()):
+        raise NonFiniteError(f"non-finite energy of the returned samples (after step {cfg.n_steps - 1}) "
+                             f"with {cfg.settings()}; lower alpha")
+    pending.append(_stats(e_f, logits_f, s_f, y))
+    stats = torch.stack(pending).cpu().numpy().astype(np.float64)
+    arr = np.asarray(rows, dtype=np.float64)
+    out = {"step": arr[:, 0].astype(np.int64), "nfe": arr[:, 1].astype(np.int64), "wall_time": arr[:, 2]}
+    out.update({name: stats[:, j] for j, name in enumerate(METRICS)})
+    return out
+
+
 def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
                generator: torch.Generator, y: torch.Tensor | None = None,
                input_range: Sequence[float] | None = None,
@@ -362,21 +318,14 @@ def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
     share this loop). score_fn(x) -> (s, E, logits or None); eval_fn(x) -> (E, logits) scores the
     returned samples (default: score_fn). Returns the samples and the raw per-record arrays."""
     cfg = config.resolved()
-    device = x0.device
-    lo, hi = (input_range if cfg.clamp and input_range is not None else (-math.inf, math.inf))
-    do_clamp = math.isfinite(lo) or math.isfinite(hi)
+    device, k, clamp_ = x0.device, cfg.diag_every, _clamper(cfg, input_range)
     gamma = cfg.gamma if cfg.sampler == "aegds" else 0.0           # Heun = AEGDS without momentum
-    k = cfg.diag_every
     x = x0.clone()
     eps = torch.empty_like(x)                                      # reused noise buffer (keeps layout)
     v = torch.zeros_like(x) if cfg.sampler != "sgld" else None
     finite = torch.ones(cfg.nfe, dtype=torch.bool, device=device)  # one flag per score evaluation
     rows: list[tuple[int, int, float]] = []                        # (step, nfe, wall) on the host
     pending: list[torch.Tensor] = []                               # device stats, read at the end
-
-    def clamp_(t: torch.Tensor) -> torch.Tensor:
-        return t.clamp_(lo, hi) if do_clamp else t
-
     steps = range(cfg.n_steps)
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -396,33 +345,15 @@ def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
             pending.append(_stats(e, logits, d, y))
         eps.normal_(generator=generator)                           # Alg. 1 line 7: eps ~ N(0, I)
         if cfg.sampler == "sgld":
-            x.add_(d, alpha=a).add_(eps, alpha=sigma)              # Eq. 3 / Alg. 1 line 5
+            sgld_step(x, d, eps, a, sigma)
         else:
-            c = a * cfg.dt if cfg.predictor == "rk2" else cfg.dt   # see module docstring, "predictor"
-            xp = clamp_(torch.add(x, d, alpha=c).add_(eps, alpha=sigma))  # Alg. 1 line 9 (eps of line 13)
-            d2, e2, _ = score_fn(xp)                               # Alg. 1 line 10: d'_i = s(x', y)
+            e2, d2 = aegds_step(score_fn, x, v, d, eps, a, sigma, cfg, gamma, clamp_)
             finite[n + 1] = _all_finite(e2, d2)
-            # Alg. 1 lines 11-12 / Eq. 6: v <- gamma v + a (d/2 + d'/2), without a temporary for v-hat
-            v.mul_(gamma).add_(d, alpha=a / 2).add_(d2, alpha=a / 2)
-            x.add_(v, alpha=cfg.dt).add_(eps, alpha=sigma)         # Alg. 1 line 13
         clamp_(x)
     _raise_if_nonfinite(finite, cfg.nfe, cfg)
     _sync(device)
     rows.append((cfg.n_steps, cfg.nfe, time.perf_counter() - t0))
-    if eval_fn is None:                                            # score the returned samples
-        s_f, e_f, logits_f = score_fn(x)
-    else:
-        s_f = None
-        e_f, logits_f = eval_fn(x)
-    if not bool(torch.isfinite(e_f).all()):
-        raise NonFiniteError(f"non-finite energy of the returned samples (after step {cfg.n_steps - 1}) "
-                             f"with {cfg.settings()}; lower alpha")
-    pending.append(_stats(e_f, logits_f, s_f, y))
-    stats = torch.stack(pending).cpu().numpy().astype(np.float64)
-    arr = np.asarray(rows, dtype=np.float64)
-    out = {"step": arr[:, 0].astype(np.int64), "nfe": arr[:, 1].astype(np.int64), "wall_time": arr[:, 2]}
-    out.update({name: stats[:, j] for j, name in enumerate(Diagnostics.METRICS)})
-    return x, out
+    return x, _finish(x, score_fn, eval_fn, cfg, y, pending, rows)
 
 
 def init_samples(shape: Sequence[int], config: SamplerConfig, generator: torch.Generator,
@@ -443,122 +374,3 @@ def init_samples(shape: Sequence[int], config: SamplerConfig, generator: torch.G
         x.clamp_(lo, hi)
     return x
 
-
-# ----------------------------------------------------------------------------- the public entry point
-
-def _model_meta(model: Any) -> tuple[int, tuple[int, ...], tuple[float, float]]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (a dsda.models.Classifier), got {type(model).__name__}")
-    try:
-        k, shape, rng = model.num_classes, tuple(model.input_shape), tuple(model.input_range)
-    except AttributeError as err:
-        raise TypeError("model must carry num_classes, input_shape and input_range "
-                        "(see dsda.models.Classifier); the sampler sees no data") from err
-    return int(k), tuple(int(s) for s in shape), (float(rng[0]), float(rng[1]))
-
-
-def _check_classes(classes: Any, num_classes: int) -> list[int]:
-    if isinstance(classes, torch.Tensor):
-        classes = classes.tolist()
-    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
-        classes = [classes]
-    if not isinstance(classes, (list, tuple, range)):
-        raise TypeError(f"classes must be a sequence of class ids, got {type(classes).__name__}")
-    out = []
-    for c in classes:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"classes must hold integer class ids, got {c!r}")
-        if not 0 <= int(c) < num_classes:
-            raise ValueError(f"class id {int(c)} is out of range; allowed: 0..{num_classes - 1} "
-                             f"(model.num_classes = {num_classes})")
-        out.append(int(c))
-    if not out:
-        raise ValueError("classes must not be empty")
-    if len(set(out)) != len(out):
-        raise ValueError(f"classes must not repeat, got {out}")
-    return out
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    norm = lambda d: (d.type, d.index if d.index is not None else
-                      (torch.cuda.current_device() if d.type == "cuda" else 0))
-    return norm(a) == norm(b)
-
-
-def make_config(config: SamplerConfig | None = None, **overrides) -> SamplerConfig:
-    """`config` (default SamplerConfig()) with `overrides` applied and validated."""
-    if config is None:
-        config = SamplerConfig()
-    if not isinstance(config, SamplerConfig):
-        raise TypeError(f"config must be a SamplerConfig or None, got {type(config).__name__}")
-    names = {f.name for f in dataclasses.fields(SamplerConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown sampler option(s) {unknown}; allowed: {sorted(names)}")
-    return dataclasses.replace(config, **overrides).resolved()
-
-
-def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampler: str | None = None,
-               nfe: int | None = None, seed: int = 0, config: SamplerConfig | None = None,
-               **overrides) -> tuple[torch.Tensor, torch.Tensor, Diagnostics]:
-    """Synthesise `n_per_class` samples for every class in `classes`, all classes in one batch.
-
-    sampler / nfe / overrides replace the fields of `config` (default SamplerConfig(): AEGDS).
-    Returns (x, y, diagnostics): x (N, *model.input_shape) float32 and y (N,) int64, N =
-    len(classes) * n_per_class, ordered by class in the order given; both on the device of the
-    model's parameters (the sampling itself runs on config.device, on a copy of the model if that
-    differs). The caller's model is left exactly as it was: parameters, buffers, requires_grad
-    flags, train/eval mode, no .grad. The same seed and batch_size give the same samples.
-    """
-    ov = dict(overrides)
-    if sampler is not None:
-        ov["sampler"] = sampler
-    if nfe is not None:
-        ov["nfe"] = nfe
-    cfg = make_config(config, **ov)
-    num_classes, shape, rng = _model_meta(model)
-    labels = _check_classes(classes, num_classes)
-    check_positive("n_per_class", n_per_class)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    device = resolve_device(cfg.device)
-    home = next((t.device for t in (*model.parameters(), *model.buffers())), device)
-    work = model if _same_device(home, device) else copy.deepcopy(model).to(device)
-
-    gen = torch.Generator(device=device).manual_seed(int(seed))
-    y = torch.tensor(labels, device=device).repeat_interleave(n_per_class)
-    x0 = init_samples((len(y), *shape), cfg, gen, device, rng)
-    if cfg.channels_last and x0.dim() == 4:
-        x0 = x0.contiguous(memory_format=torch.channels_last)
-
-    xs, parts = [], []
-    with frozen(work):
-        for lo in range(0, len(y), cfg.batch_size):
-            yb = y[lo:lo + cfg.batch_size]
-            score_fn = _model_score_fn(work, yb, cfg.autocast)
-
-            def eval_fn(x, yb=yb):
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                     enabled=cfg.autocast == "bf16"):
-                    logits = work(x)
-                return energy_from_logits(logits, yb), logits
-
-            xb, rec = run_chains(score_fn, x0[lo:lo + cfg.batch_size], cfg, gen, yb, rng, eval_fn)
-            xs.append(xb)
-            parts.append((len(yb), rec))
-    diag = _merge(parts, cfg, device)
-    x = torch.cat(xs).contiguous().to(home)
-    return x, y.to(home), diag
-
-
-def _merge(parts: list[tuple[int, dict[str, np.ndarray]]], cfg: SamplerConfig,
-           device: torch.device) -> Diagnostics:
-    """Combine the chunks: metrics are sample-weighted means; wall times add up (chunks run in turn)."""
-    total = sum(n for n, _ in parts)
-    first = parts[0][1]
-    merged = {"step": first["step"], "nfe": first["nfe"],
-              "wall_time": np.sum([r["wall_time"] for _, r in parts], axis=0)}
-    for name in Diagnostics.METRICS:
-        merged[name] = np.sum([n * r[name] for n, r in parts], axis=0) / total
-    final = {name: float(merged[name][-1]) for name in ("nfe", "wall_time", *Diagnostics.METRICS)}
-    return Diagnostics(config=cfg, device=str(device), final=final, **merged)

@@ -20,7 +20,8 @@ from scipy.linalg import solve_discrete_lyapunov
 
 from dsda import sampler as S
 from dsda.models import build_model
-from dsda.sampler import NonFiniteError, SamplerConfig, run_chains, synthesize
+from dsda.sampler import NonFiniteError, SamplerConfig, run_chains
+from dsda.synthesis import synthesize
 
 # ----------------------------------------------------------------------------- Gaussian energy
 
@@ -278,29 +279,34 @@ def test_nfe_counts_forward_passes(sampler, nfe):
 
 def test_same_seed_identical_different_seed_different():
     m = cnn()
-    runs = [synthesize(m, [0, 2], 3, nfe=8, seed=s, **FAST)[0] for s in (7, 7, 8)]
+    runs = [synthesize(m, [0, 2], 3, nfe=8, seed=s, **FAST).x for s in (7, 7, 8)]
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
     for name in ("sgld", "heun"):
-        a = synthesize(m, [1], 2, sampler=name, nfe=4, seed=3, init="uniform", **FAST)[0]
-        b = synthesize(m, [1], 2, sampler=name, nfe=4, seed=3, init="uniform", **FAST)[0]
+        a = synthesize(m, [1], 2, sampler=name, nfe=4, seed=3, init="uniform", **FAST).x
+        b = synthesize(m, [1], 2, sampler=name, nfe=4, seed=3, init="uniform", **FAST).x
         assert torch.equal(a, b)
 
 
 def test_global_rng_is_not_used():
     m = cnn()
     torch.manual_seed(0)
-    a = synthesize(m, [0], 2, nfe=4, seed=1, **FAST)[0]
+    a = synthesize(m, [0], 2, nfe=4, seed=1, **FAST).x
     torch.manual_seed(123)
-    b = synthesize(m, [0], 2, nfe=4, seed=1, **FAST)[0]
+    b = synthesize(m, [0], 2, nfe=4, seed=1, **FAST).x
     assert torch.equal(a, b)
 
 
-def test_bf16_autocast_and_channels_last_run():
+def test_synthetic_set_unpacks_and_splits_by_forget_task():
     m = cnn()
-    x, y, d = synthesize(m, [0, 1], 2, nfe=4, autocast="bf16", channels_last=True, **FAST)
-    assert x.shape == (4, 1, 8, 8) and torch.isfinite(x).all() and x.is_contiguous()
-    assert math.isfinite(d.final["energy"])
+    syn = synthesize(m, [0, 1, 2], 3, nfe=4, seed=0, **FAST)
+    x, y, d = syn
+    assert x is syn.x and y is syn.y and d is syn.diagnostics and syn.classes == (0, 1, 2) and syn.wall_time > 0
+    x_r, y_r, x_f, y_f = syn.split([1])
+    assert y_f.tolist() == [1, 1, 1] and sorted(set(y_r.tolist())) == [0, 2]
+    assert torch.equal(torch.cat([x_r[:3], x_f, x_r[3:]]), x)
+    with pytest.raises(ValueError, match="forget class"):
+        syn.split([3])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -367,7 +373,6 @@ def test_nonfinite_step_is_exact_whatever_diag_every():
     (dict(noise="big"), ValueError, "noise"),
     (dict(init="zeros"), ValueError, "init"),
     (dict(schedule="exp"), ValueError, "schedule"),
-    (dict(autocast="fp16"), ValueError, "autocast"),
     (dict(nfe=0), ValueError, "nfe"),
     (dict(nfe=-2), ValueError, "nfe"),
     (dict(nfe=4.0), ValueError, "nfe"),
@@ -388,7 +393,6 @@ def test_nonfinite_step_is_exact_whatever_diag_every():
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(diag_every=0), ValueError, "diag_every"),
     (dict(clamp="yes"), TypeError, "clamp"),
-    (dict(channels_last=1), TypeError, "channels_last"),
     (dict(device=3), TypeError, "device"),
 ])
 def test_bad_config_raises_naming_the_field(kw, exc, pattern):

@@ -53,7 +53,7 @@ def test_unlearn_leaves_callers_model_bit_identical_and_returns_report():
     assert {"target_frac", "energy", "wall_time"} <= set(rep["sampler_diagnostics"])
     assert rep["config"]["sampler"]["sampler"] == "aegds" and rep["config"]["sampler"]["nfe"] == 4
     assert rep["config"]["damo"]["max_steps"] == 4 and rep["config"]["n_per_class"] == 8
-    assert rep["n_synthetic"] == {"retain": 32, "forget": 8, "check": 0}
+    assert rep["n_synthetic"] == {"retain": 32, "forget": 8} and rep["synthesis_shared"] is False
     assert not out.training
 
 
@@ -79,16 +79,42 @@ def test_ablation_switches(switch, check):
     assert rep["forget_classes"] == [0, 4]
 
 
-def test_route_overrides_by_field_name():
-    s, d, e = U.route_overrides({"nfe": 10, "lr": 1e-3, "device": "cpu", "n_per_class": 5, "progress": True})
-    assert s == {"nfe": 10, "device": "cpu", "progress": True}
-    assert d == {"lr": 1e-3, "device": "cpu", "progress": True}
-    assert e == {"n_per_class": 5}
-    assert set(U.ALLOWED_OVERRIDES) == ({f for f in SamplerConfig.__dataclass_fields__} | set(DAMO_FIELDS)
-                                        | {"n_per_class", "n_check_per_class"})
-    for name in ("smoke", "cpu", "paper"):   # every profile default is a routable name
-        U.route_overrides(U.PROFILE_DEFAULTS[name])
-    assert U.profile_defaults("paper-cifar100") == U.PROFILE_DEFAULTS["paper"]
+def test_recipe_overrides_route_by_field_name():
+    from dsda.recipes import ALLOWED_OVERRIDES, RECIPES, get_recipe
+    r = U.resolve_recipe("smoke", nfe=10, lr=1e-3, device="cpu", n_per_class=5, progress=True)
+    assert (r.sampler.nfe, r.sampler.device, r.sampler.progress) == (10, "cpu", True)
+    assert (r.damo.lr, r.damo.device, r.damo.progress) == (1e-3, "cpu", True) and r.n_per_class == 5
+    assert set(ALLOWED_OVERRIDES) == ({f for f in SamplerConfig.__dataclass_fields__} | set(DAMO_FIELDS)
+                                      | {"n_per_class"})
+    assert get_recipe(None, "paper-cifar100") is RECIPES["paper"] and get_recipe(None, "cpu") is RECIPES["cpu-kd-head"]
+    with pytest.raises(ValueError, match="recipe='best'.*allowed: .*cpu-kd-head"):
+        get_recipe("best")
+
+
+def test_registered_recipes_keep_their_documented_values():
+    """The cpu default must not be called plain DSDA; the paper objective keeps the paper method's name."""
+    from dsda.recipes import RECIPES
+    assert RECIPES["paper"].title == "DSDA" and RECIPES["paper"].damo.disc and RECIPES["paper"].damo.train_scope == "all"
+    cpu = RECIPES["cpu-kd-head"]
+    assert "DSDA" not in cpu.title and not cpu.damo.disc
+    assert (cpu.damo.retain_loss, cpu.damo.train_scope, cpu.damo.lr, cpu.damo.forget_bound, cpu.damo.patience) == (
+        "kd", "fc", 1e-3, 10.0, 2)
+    assert (cpu.n_per_class, cpu.sampler.nfe, cpu.damo.max_steps) == (64, 40, 300)
+
+
+def test_a_shared_synthetic_set_gives_the_same_weights_and_counts_its_time():
+    model = tiny_model()
+    a, ra = U.unlearn(model, [1, 3], profile="smoke", seed=2, **FAST)
+    syn = U.synthetic_set(model, "smoke", seed=2, **FAST)
+    b, rb = U.unlearn(model, [1, 3], profile="smoke", seed=2, synthetic=syn, **FAST)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert rb["synthesis_shared"] is True and ra["synthesis_shared"] is False
+    assert rb["time_s"]["synthesis"] == syn.wall_time and rb["time_s"]["total"] >= syn.wall_time
+    with pytest.raises(ValueError, match="other stage-1 settings.*nfe 4 \\(recipe: 8\\)"):
+        U.unlearn(model, [1], profile="smoke", synthetic=syn, **{**FAST, "nfe": 8})
+    with pytest.raises(TypeError, match="SyntheticSet"):
+        U.unlearn(model, [1], profile="smoke", synthetic=(syn.x, syn.y))
 
 
 @pytest.mark.parametrize("bad", [[], [5], [-1], [1, 1], [0, 1, 2, 3, 4], ["1"], [1.0], [True], "3", None])
@@ -111,28 +137,9 @@ def test_other_bad_inputs():
         U.unlearn(model, [1], profile="smoke", **{**FAST, "n_per_class": 0})
     with pytest.raises(TypeError, match="num_classes"):
         U.unlearn(nn.Linear(3, 2), [1], profile="smoke")
-    assert U.validate_forget_classes(torch.tensor([3, 1]), 5) == [1, 3]
-    assert U.validate_forget_classes(2, 5) == [2]
-
-
-@pytest.mark.parametrize("bad", [-1, 2.5, True, "8", None])
-def test_bad_n_check_per_class_raises_value_error_naming_it(bad):
-    with pytest.raises(ValueError, match="n_check_per_class"):
-        U.unlearn(tiny_model(), [1], profile="smoke", **{**FAST, "n_check_per_class": bad})
-
-
-def test_held_out_check_set_is_reported_and_never_trained_on():
-    model = tiny_model()
-    fast = {**FAST, "patience": 100}  # both runs take max_steps steps, so the weights must match bit for bit
-    a, ra = U.unlearn(model, [1, 3], profile="smoke", seed=2, **fast)
-    b, rb = U.unlearn(model, [1, 3], profile="smoke", seed=2, **fast, n_check_per_class=5)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert rb["n_synthetic"] == {"retain": 24, "forget": 16, "check": 10}
-    assert rb["config"]["n_check_per_class"] == 5 and ra["config"]["n_check_per_class"] == 0
-    assert {"forget_rate", "check_forget_rate", "check_forget_prob"} <= set(rb["final_check"])
-    assert rb["final_check"] == rb["checks"][-1] and "check_forget_rate" not in ra["final_check"]
-    assert U.check_seed(2) != 2 and U.check_seed(2) == U.check_seed(2) and U.check_seed(2) != U.check_seed(3)
+    from dsda.checks import check_forget_classes
+    assert check_forget_classes(torch.tensor([3, 1]), 5) == [1, 3]
+    assert check_forget_classes(2, 5) == [2]
 
 
 def test_method_modules_never_import_data_train_or_metrics():
@@ -149,11 +156,11 @@ def test_method_modules_never_import_data_train_or_metrics():
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("forget", [[3], [0], [7], [3, 5]])
 def test_cpu_profile_forgets_and_keeps_retain_accuracy(forget):
-    """Issue 4 on the cpu profile's defaults (CPU_CANDIDATE: retain distillation, head-only updates; chosen on
-    the validation split, table in dsda/unlearn.py), four tasks including class 7 and classes 3+5, where the
-    previous default (CPU_PREVIOUS) fell short: A_f 15.9 on class 7, A_r 3.8 below the oracle on 3+5."""
+    """Issue 4 on the cpu profile's default recipe (cpu-kd-head: retain distillation, head-only updates; chosen on
+    a validation subset, results/tuning/), four tasks including class 7 and classes 3+5, where the previous
+    default (cpu-ce-all) fell short: A_f 15.9 on class 7, A_r 3.8 below the oracle on 3+5."""
     import dsda
-    from dsda.unlearn import CPU_CANDIDATE
+    from dsda.recipes import CPU_KD_HEAD as CPU_CANDIDATE
     original = dsda.original_model("cpu", progress=False)
     before = {k: v.clone() for k, v in original.state_dict().items()}
     unlearned, rep = dsda.unlearn(original, forget, profile="cpu", seed=0)

@@ -1,7 +1,7 @@
 """Every unlearning method behind one interface (see base.py), with the data each one may touch.
 
 `METHODS` maps a name to its `Method`; each module of this package that defines a module-level
-`METHOD` registers itself. `run_method` (runner.py) loads the original model, hands the method
+`METHOD` (or a tuple `REGISTER` of Methods) registers it. `run_method` (runner.py) loads the original model, hands the method
 exactly the data it declares, times it and evaluates the result.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pkgutil
 from .base import DATA_ACCESS, Method
 
 # Display order: references first, then source-free methods (the paper's competitors), then the rest.
-ORDER = ("original", "retrain", "dsda", "gkt", "ispf", "synth_embed", "finetune", "neggrad", "random_labels",
+ORDER = ("original", "retrain", "dsda", "dsda_kd_head", "gkt", "ispf", "synth_embed", "finetune", "neggrad", "random_labels",
          "ssd", "unsir", "boundary_shrink", "adv_imp", "scar", "lau")
 
 
@@ -22,11 +22,11 @@ def _discover() -> dict[str, Method]:
         if info.name in ("base", "runner") or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        method = getattr(module, "METHOD", None)
-        if isinstance(method, Method):
-            if method.name in found:
-                raise RuntimeError(f"two modules register the method name {method.name!r}")
-            found[method.name] = method
+        for method in getattr(module, "REGISTER", (getattr(module, "METHOD", None),)):
+            if isinstance(method, Method):
+                if method.name in found:
+                    raise RuntimeError(f"two modules register the method name {method.name!r}")
+                found[method.name] = method
     rank = {name: i for i, name in enumerate(ORDER)}
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), kv[0])))
 

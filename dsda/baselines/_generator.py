@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..unlearn import validate_forget_classes  # noqa: F401  (one definition, re-exported for the methods)
+from ..checks import check_forget_classes as validate_forget_classes  # noqa: F401  (one definition, re-exported)
 from ..utils import check_choice
 
 GENERATOR_OUTPUTS = ("bn", "sigmoid")

@@ -1,44 +1,44 @@
-"""DSDA itself behind the common interface: `dsda.unlearn.unlearn` (AEGDS synthesis, then DAMO).
+"""DSDA behind the common interface: `dsda.unlearn` (stage 1 synthesis, then DAMO), two registered recipes.
 
-Config design. `unlearn` already owns DSDA's settings: the per-profile values in
-`dsda.unlearn.PROFILE_DEFAULTS` and the documented defaults of `SamplerConfig` / `DamoConfig`
-(dsda/sampler.py, dsda/damo.py). Copying them into a second dataclass would let the two drift apart,
-and a generic `overrides: tuple` field would hide the option names from `Method.config`'s check and
-from `--set name=value`. So `DsdaConfig` is generated from `unlearn`'s own list of options
-(`ALLOWED_OVERRIDES`): one field per option, default None = "unlearn's value for this profile". Only
-the fields a caller sets are passed on; an unknown name is rejected by `Method.config`, and a bad
-value is rejected when the config is built (before any model is loaded). The values actually used
-are in the run's report (`report["config"]`). `device` is not a field: the runner passes it.
+- `dsda`         "DSDA": the paper's objective (L_R + L_F + L_Disc on all parameters, Thm 3.3) at the profile's
+                 budget (recipes `smoke`, `cpu-paper`, `paper`).
+- `dsda_kd_head` "KD head-only DAMO": our cpu default (no L_Disc, L_R distilled from the original model, only
+                 the classifier head trained; recipes `smoke-kd-head`, `cpu-kd-head`, `paper-kd-head`).
+
+Config design. The recipes (dsda/recipes.py) own the settings. `DsdaConfig` has one field per option of
+`unlearn` (`dsda.recipes.ALLOWED_OVERRIDES`, typed as in SamplerConfig / DamoConfig), default None = "the
+recipe's value", so `--set name=value` and `Method.config` name-check them; only the fields a caller sets
+are passed on, and a bad value is rejected when the config is built (before any model is loaded). The
+values actually used are in the run's report (`report["config"]`). `device` is set by the runner.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
 from ..damo import DamoConfig
 from ..profiles import get_profile
+from ..recipes import ALLOWED_OVERRIDES, get_recipe, profile_family
 from ..sampler import SamplerConfig
-from ..unlearn import ALLOWED_OVERRIDES, profile_defaults, route_overrides, unlearn
+from ..unlearn import unlearn
 from .base import Method
 
 _RUNNER_OWNED = ("device", "progress")   # set by the runner, not through overrides
 OPTION_FIELDS = tuple(n for n in ALLOWED_OVERRIDES if n not in _RUNNER_OWNED)
+_TYPES = {f.name: f.type for cls in (SamplerConfig, DamoConfig) for f in dataclasses.fields(cls)}
+_TYPES["n_per_class"] = "int"
+PAPER_RECIPES = {"smoke": "smoke", "cpu": "cpu-paper", "paper": "paper"}
+KD_HEAD_RECIPES = {"smoke": "smoke-kd-head", "cpu": "cpu-kd-head", "paper": "paper-kd-head"}
 
 
 def _post_init(self) -> None:
     get_profile(self.profile)   # ValueError naming the allowed profiles
     if not isinstance(self.progress, bool):
         raise TypeError(f"progress must be True or False, got {self.progress!r}")
-    # build the two configs now, so a bad value fails here and not after minutes of loading
-    s_kw, d_kw, extra = route_overrides({**profile_defaults(self.profile), **self.options()})
-    SamplerConfig(**s_kw)
-    DamoConfig(**d_kw)
-    n = extra.get("n_per_class", 2)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n_per_class must be an integer >= 2, got {n!r}")
+    get_recipe(self.recipe).replace(**self.options())   # a bad name or value fails here, before any loading
 
 
 def _options(self) -> dict[str, Any]:
@@ -48,29 +48,46 @@ def _options(self) -> dict[str, Any]:
 
 DsdaConfig = dataclasses.make_dataclass(
     "DsdaConfig",
-    [("profile", str, dataclasses.field(default="cpu")),     # selects dsda.unlearn.PROFILE_DEFAULTS; set by the runner
+    [("profile", str, dataclasses.field(default="cpu")),     # set by the runner
+     ("recipe", str, dataclasses.field(default="cpu-kd-head")),  # a name in dsda.recipes.RECIPES
      ("progress", bool, dataclasses.field(default=False))]   # tqdm bars (the runner sets it)
-    + [(n, Any, dataclasses.field(default=None)) for n in OPTION_FIELDS],  # None = unlearn's profile default
+    + [(n, Optional[_TYPES[n]], dataclasses.field(default=None)) for n in OPTION_FIELDS],  # None = the recipe's
     frozen=True,
     namespace={"__post_init__": _post_init, "options": _options, "__module__": __name__,
-               "__doc__": "Options of dsda.unlearn (see dsda/sampler.py, dsda/damo.py); None = the profile's default."},
+               "__doc__": "A DSDA recipe and options of dsda.unlearn (dsda/recipes.py); None = the recipe's value."},
 )
 
 
 def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: Any, seed: int,
         device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     # source-free: no data parameter at all; unlearn reads class count, shape and range from the model
-    return unlearn(model, forget_classes, profile=config.profile, seed=seed, device=str(device),
-                   progress=config.progress, **config.options())
+    return unlearn(model, forget_classes, profile=config.profile, seed=seed, recipe=config.recipe,
+                   device=str(device), progress=config.progress, **config.options())
 
 
+def _per_profile(recipes: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {p: {"recipe": r} for p, r in recipes.items()}
+
+
+_REFERENCE = ("Wang et al., 'Efficient Source-Free Unlearning via Energy-Guided Data Synthesis and "
+              "Discrimination-Aware Multitask Optimization', ICML 2025")
 METHOD = Method(
-    name="dsda", title="DSDA", data_access="none", config_cls=DsdaConfig, run=run,
-    reference="Wang et al., 'Efficient Source-Free Unlearning via Energy-Guided Data Synthesis and "
-              "Discrimination-Aware Multitask Optimization', ICML 2025",
-    defaults_source="dsda.unlearn.PROFILE_DEFAULTS per profile (stopping rule on synthetic data; cpu recipe chosen "
-                    "on a validation subset of the train split, never the test split) and the "
-                    "documented defaults of SamplerConfig / DamoConfig (paper values where the paper gives them)",
-    profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},  # the per-profile values live in dsda.unlearn
-    in_paper_table=True,
+    name="dsda", title="DSDA", data_access="none", config_cls=DsdaConfig, run=run, reference=_REFERENCE,
+    defaults_source="the paper's objective; sizes, optimiser and stopping rule (not in the paper) per profile in "
+                    "dsda/recipes.py",
+    profile_overrides=_per_profile(PAPER_RECIPES), in_paper_table=True,
 )
+KD_HEAD = Method(
+    name="dsda_kd_head", title="KD head-only DAMO", data_access="none", config_cls=DsdaConfig, run=run,
+    reference="ours, a variant of DSDA's stage 2: " + _REFERENCE,
+    defaults_source="dsda/recipes.py (cpu-kd-head chosen on a validation subset of the train split, never the "
+                    "test split; evidence in results/tuning/)",
+    profile_overrides=_per_profile(KD_HEAD_RECIPES), in_paper_table=True,
+)
+
+REGISTER = (METHOD, KD_HEAD)
+
+
+def recipe_for(method: Method, profile: str) -> str:
+    """The recipe a DSDA method runs on a profile (the `paper-*` profiles share `paper`'s)."""
+    return method.profile_overrides[profile_family(profile)]["recipe"]

@@ -1,0 +1,95 @@
+"""Named DSDA recipes: the settings of both stages, in one registry.
+
+A recipe is frozen and nested: the sampler of stage 1 (`SamplerConfig`), DAMO of stage 2 (`DamoConfig`) and
+how many synthetic images per class. Each one carries an honest name (what it is, not the paper method's
+name unless it is the paper's objective) and a pointer to the evidence that chose its values.
+`dsda.unlearn(model, forget, recipe="...")` runs one; a profile names its default recipe (`PROFILE_RECIPE`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .damo import DAMO_FIELDS, DamoConfig
+from .profiles import Profile, get_profile
+from .sampler import SamplerConfig
+
+SAMPLER_FIELDS = tuple(f.name for f in dataclasses.fields(SamplerConfig))
+SHARED_FIELDS = ("device", "progress")             # set in both configs
+RECIPE_FIELDS = ("n_per_class",)                   # synthetic samples per class (stage 1)
+ALLOWED_OVERRIDES = tuple(sorted(set(SAMPLER_FIELDS) | set(DAMO_FIELDS) | set(RECIPE_FIELDS)))
+assert not (set(SAMPLER_FIELDS) & set(DAMO_FIELDS)) - set(SHARED_FIELDS), "override routing would be ambiguous"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str                   # registry key
+    title: str                  # how tables, figures and the README call it
+    sampler: SamplerConfig      # stage 1
+    damo: DamoConfig            # stage 2
+    n_per_class: int            # synthetic images of every class
+    evidence: str               # where the values come from
+
+    def __post_init__(self):
+        n = self.n_per_class
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ValueError(f"n_per_class must be an integer >= 2, got {n!r}")
+
+    def replace(self, **overrides) -> "Recipe":
+        """The recipe with fields of SamplerConfig, DamoConfig or `n_per_class` replaced, routed by name."""
+        unknown = sorted(set(overrides) - set(ALLOWED_OVERRIDES))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for unlearn; allowed: {', '.join(ALLOWED_OVERRIDES)}")
+        s = {k: v for k, v in overrides.items() if k in SAMPLER_FIELDS}
+        d = {k: v for k, v in overrides.items() if k in DAMO_FIELDS}
+        return dataclasses.replace(self, sampler=dataclasses.replace(self.sampler, **s),
+                                   damo=dataclasses.replace(self.damo, **d),
+                                   n_per_class=overrides.get("n_per_class", self.n_per_class))
+
+
+# The stage sizes of each profile: budgets, not tuned (smoke: seconds for tests; paper: the GPU scale).
+_SMOKE = dict(max_steps=60, lr=1e-3, batch_retain=64, batch_forget=16, check_every=5, patience=2)
+_CPU = dict(max_steps=300, batch_retain=128, batch_forget=32, check_every=10)
+_PAPER = dict(max_steps=1000, lr=1e-4, batch_retain=256, batch_forget=64, check_every=20, patience=3)
+# The cpu values chosen on a validation subset of the train split (never the test split):
+CPU_KD_HEAD = dict(disc=False, retain_loss="kd", train_scope="fc", forget_bound=10.0, patience=2, lr=1e-3)
+CPU_CE_ALL = dict(disc=False, retain_loss="ce", train_scope="all", forget_bound=2.0, patience=1, lr=5e-5)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("paper", "DSDA", SamplerConfig(nfe=40), DamoConfig(**_PAPER), 500,
+           "the paper's objective (L_R + L_F + L_Disc, all parameters, Thm 3.3); sizes and optimiser not in the paper"),
+    Recipe("cpu-kd-head", "KD head-only DAMO (no L_Disc)", SamplerConfig(nfe=40), DamoConfig(**_CPU, **CPU_KD_HEAD), 64,
+           "results/tuning/cpu_default.json (validation subset of the train split, tasks 7, 3+5, 0, 3)"),
+    Recipe("cpu-ce-all", "CE all-parameter DAMO (no L_Disc)", SamplerConfig(nfe=40), DamoConfig(**_CPU, **CPU_CE_ALL),
+           64, "results/tuning/cpu_previous.json (validation subset of the train split, tasks 3, 0, 3+5)"),
+    Recipe("cpu-paper", "DSDA (paper objective, cpu budget)", SamplerConfig(nfe=40),
+           DamoConfig(**_CPU, **{**CPU_CE_ALL, "disc": True}), 64,
+           "the paper's objective with cpu-ce-all's lr, forget bound and patience (notebook 03's paper family)"),
+    Recipe("smoke", "DSDA (smoke sizes)", SamplerConfig(nfe=20), DamoConfig(**_SMOKE), 32,
+           "sized for tests (seconds); the paper's objective"),
+    Recipe("smoke-kd-head", "KD head-only DAMO (smoke sizes)", SamplerConfig(nfe=20),
+           DamoConfig(**{**_SMOKE, **CPU_KD_HEAD, "lr": _SMOKE["lr"], "patience": _SMOKE["patience"]}), 32,
+           "sized for tests (seconds); cpu-kd-head's losses and scope"),
+    Recipe("paper-kd-head", "KD head-only DAMO (paper sizes)", SamplerConfig(nfe=40),
+           DamoConfig(**{**_PAPER, **CPU_KD_HEAD, "patience": _PAPER["patience"]}), 500,
+           "unmeasured on a GPU: cpu-kd-head's losses, scope, lr and bound at the paper's sizes"),
+)}
+
+PROFILE_RECIPE = {"smoke": "smoke", "cpu": "cpu-kd-head", "paper": "paper"}
+
+
+def profile_family(profile: str | Profile) -> str:
+    """The profile whose budgets apply: `paper-cifar100` and `paper-fmnist` share `paper`'s."""
+    name = get_profile(profile).name
+    return "paper" if name.startswith("paper") else name
+
+
+def get_recipe(recipe: "str | Recipe | None" = None, profile: str | Profile = "cpu") -> Recipe:
+    """A registered recipe by name (a Recipe passes through); None = the profile's default recipe."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe is None:
+        recipe = PROFILE_RECIPE[profile_family(profile)]
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe={recipe!r} is not a registered recipe; allowed: {', '.join(sorted(RECIPES))}")
+    return RECIPES[recipe]
