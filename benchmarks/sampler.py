@@ -2,6 +2,7 @@
 
     python benchmarks/sampler.py                      # cpu profile's original model, ~2 min on 2 quiet cores
     python benchmarks/sampler.py --checkpoint PATH    # any dsda checkpoint (dsda.train.save_checkpoint)
+    python benchmarks/sampler.py --checkpoint PATH --trust-pickle   # also a whole pickled model: runs its code
     python benchmarks/sampler.py --big                # larger grid and batch (a GPU or a quiet machine)
 
 What it measures, in one run on one device:
@@ -43,15 +44,25 @@ from dsda.utils import atomic_write_json, provenance, resolve_device  # noqa: E4
 CONFIDENT_TARGET = 0.95  # target (b): fraction of samples with p(y|x) >= 0.9
 
 
+def load_pickled_model(path, device) -> torch.nn.Module:
+    """A whole pickled model (torch.save(model)). UNPICKLES THE FILE: any code in it runs. Only behind
+    --trust-pickle, the one explicit opt-in in this repository (tests/test_hardening_io.py allows it here)."""
+    model = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(model, torch.nn.Module):
+        raise SystemExit(f"error: {path} holds a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 def load_model(args, device):
     if args.checkpoint:
         from dsda.train import CheckpointError, load_checkpoint
         try:
             model, _ = load_checkpoint(args.checkpoint, device=device)
-        except CheckpointError:  # also accept a whole pickled Classifier (torch.save(model)); trusted files only
-            model = torch.load(args.checkpoint, map_location=device, weights_only=False)
-            if not isinstance(model, torch.nn.Module):
-                raise
+        except CheckpointError as e:
+            if not args.trust_pickle:
+                raise SystemExit(f"error: {e}\n(A whole pickled model that you saved yourself loads with "
+                                 f"--trust-pickle; that runs any code the file contains.)") from None
+            model = load_pickled_model(args.checkpoint, device)
         return model.to(device), f"checkpoint {args.checkpoint}"
     import dsda
     return dsda.original_model(args.profile, device=device), f"dsda.original_model({args.profile!r})"
@@ -170,6 +181,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default="cpu", help="profile whose original model is used (default: cpu)")
     p.add_argument("--checkpoint", default=None, help="a dsda checkpoint to use instead of original_model")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="if --checkpoint is not a dsda checkpoint, unpickle it as a whole model (torch.save(model)); "
+                        "this RUNS ANY CODE the file contains: only for files you made yourself")
     p.add_argument("--device", default="auto")
     p.add_argument("--n-per-class", type=int, default=10)
     p.add_argument("--nfe", type=int, default=40, help="budget per run (even)")

@@ -41,7 +41,7 @@ def main(forget, variants, n_per_class=64, trace=False):
         cache = Path(os.environ["TUNE_DAMO_CACHE"]) / f"{'-'.join(map(str, key[0]))}_{n}_{seed}.pt" \
             if os.environ.get("TUNE_DAMO_CACHE") else None
         if key not in sets and cache is not None and cache.exists():
-            sets[key] = tuple(torch.load(cache))
+            sets[key] = tuple(torch.load(cache, weights_only=True))   # tensors and a float: no pickle needed
         if key not in sets:
             t = time.perf_counter()
             x, y, _ = dsda.synthesize(orig, list(classes), n, sampler="aegds", nfe=40, seed=seed)

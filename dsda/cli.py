@@ -9,6 +9,9 @@
                                                      then write results/<profile>/SUMMARY.md
     notebooks build | check | golden [--only 02]     notebooks/src/*.py -> notebooks/*.ipynb; check drift;
               | readme                               refresh the golden cpu outputs; README results (maintainers)
+
+Errors print one line and exit non-zero (2 for bad input, 1 for an internal error); --debug (before
+or after the command) shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -16,6 +19,14 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+
+DEBUG_HELP = "on any error, show the full traceback (default: a one-line message)"
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    # also accepted after the command; SUPPRESS keeps a top-level --debug when it is not repeated here
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
 
 def _add_profile(p: argparse.ArgumentParser) -> None:
@@ -83,11 +94,9 @@ def _summary(record: dict, out: Path) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .baselines.runner import run_method
-    from .utils import atomic_write_json
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a directory; give a file name such as result.json")
+    from .utils import atomic_write_json, check_writable
     options = parse_set_options(args.set)
+    out = check_writable(args.out, "--out")   # before the run: a run must never be lost to a bad path
     record = run_method(args.method, profile=args.profile, forget_classes=args.forget or None, seed=args.seed,
                         device=args.device, evaluate=not args.no_evaluate, retain_per_class=args.retain_per_class,
                         progress=not args.no_progress, model_seed=args.model_seed, **options)
@@ -129,12 +138,14 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("prepare-data", help="find or install a data set (Fashion-MNIST by default)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--no-apt", action="store_true", help="never call apt-get")
     p.add_argument("--no-download", action="store_true", help="never download")
+    _add_debug(p)
     p.set_defaults(func=cmd_prepare_data)
 
     p = sub.add_parser("train", help="train (or load from the cache) the original or a retrained model")
@@ -144,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="retrain even when a cached checkpoint exists")
+    _add_debug(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("run", help="run one unlearning method and write its record (metrics, ET, config) as JSON")
@@ -153,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class to forget (repeatable; default: the profile's task)")
     p.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
     p.add_argument("--model-seed", type=int, default=0, help="seed of the original model (default 0)")
-    p.add_argument("--out", required=True, help="where to write the record (JSON, written atomically)")
+    p.add_argument("--out", required=True,
+                   help="file to write the record to (JSON, written atomically; missing folders are created). "
+                        "Checked before the run: a directory, a path ending in a separator, or a folder that "
+                        "cannot be written is an error")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config option of the method (repeatable), e.g. --set lr=1e-3")
@@ -161,10 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retain samples per class for methods with data_access=retain_subset (default 500)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the metrics (ET and report only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_debug(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("methods", help="list every unlearning method with the data it may touch")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    _add_debug(p)
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("reproduce", help="run the notebook series with papermill and write SUMMARY.md")
@@ -173,22 +190,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
     p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    _add_debug(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("notebooks", help="build notebooks from notebooks/src, check drift, refresh golden outputs")
     p.add_argument("action", choices=("build", "check", "golden", "readme"))
     p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
+    _add_debug(p)
     p.set_defaults(func=cmd_notebooks)
     return parser
+
+
+# errors that bad input or the environment cause: a one-line message, exit status 2
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        if isinstance(e, USER_ERRORS):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"internal error: {type(e).__name__}: {e}\n(this is a bug in dsda; re-run with --debug for the "
+              f"traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Data sets (`DATASET_NAMES`):
 
 - `fashion_mnist`: the four gzipped IDX files, looked up in `$DSDA_DATA_DIR/fashion-mnist`,
   `$DSDA_DATA_DIR`, `$DSDA_DATA_DIR/FashionMNIST/raw`, the same three under `./data`, and finally
-  `/usr/share/datasets/fashion-mnist` (Debian package `dataset-fashion-mnist`).
+  `/usr/share/datasets/fashion-mnist` (Debian package `dataset-fashion-mnist`). A set but missing
+  `$DSDA_DATA_DIR` is warned about (once) and skipped. A file of the official size must match the
+  published checksum (`FASHION_MNIST_CHECKSUMS`), so an altered copy is refused.
 - `digits`: scikit-learn's 8x8 digits with a fixed stratified 80/20 split. Tiny; for fast tests.
 - `cifar10`, `cifar100`: torchvision's on-disk layout (pickled batches) under `$DSDA_DATA_DIR` or
   `./data`; the official `.tar.gz` is extracted when only it is present. Downloads happen only with
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import hashlib
 import math
 import os
 import pickle
@@ -43,6 +46,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -213,6 +217,24 @@ FASHION_MNIST_STD = (0.3530,)
 FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 FASHION_MNIST_SIZES = {"train": 60_000, "test": 10_000}
+# Checksums of the uncompressed IDX data in each file (independent of the gzip header): (length in
+# bytes, MD5, SHA-256); `read_fashion_mnist` checks the SHA-256 of every file of the official length.
+# The MD5s are the published ones of the uncompressed zalandoresearch files (listed by loaders and
+# tutorials next to the published .gz MD5s 8d4fb7e6..., 25c81989..., bef4ecab..., bb300cfd...). Both
+# were computed here on the Debian package dataset-fashion-mnist 0.0~git20200523.55506a9-1 in
+# /usr/share/datasets/fashion-mnist, whose uncompressed data match those MD5s; its .gz files themselves
+# do not match the .gz MD5s because the package rewrote the gzip headers (no stored file name, the
+# build date as mtime), which is why the data, not the .gz bytes, are checked.
+FASHION_MNIST_CHECKSUMS = {
+    "train-images-idx3-ubyte.gz": (47_040_016, "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                                   "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train-labels-idx1-ubyte.gz": (60_008, "9018921c3c673c538a1fc5bad174d6f9",
+                                   "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "t10k-images-idx3-ubyte.gz": (7_840_016, "8181f5470baa50b63fa0f6fddb340f0a",
+                                  "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "t10k-labels-idx1-ubyte.gz": (10_008, "15d484375f8d13e6eb1aabb0c3f46965",
+                                  "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
 IDX_IMAGES_MAGIC = 2051   # 0x00000803: unsigned byte, 3 dimensions (N, rows, cols)
 IDX_LABELS_MAGIC = 2049   # 0x00000801: unsigned byte, 1 dimension (N,)
 # Searched last; the Debian package `dataset-fashion-mnist` installs here (module-level so tests can move it).
@@ -326,8 +348,21 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get(DATA_DIR_ENV, "").strip()
     if env:
         roots.append(Path(env).expanduser().resolve())
+        _warn_missing_data_dir(env, roots[0])
     roots.append((Path.cwd() / "data").resolve())
     return list(dict.fromkeys(roots))
+
+
+_WARNED_DATA_DIRS: set[Path] = set()
+
+
+def _warn_missing_data_dir(env: str, folder: Path) -> None:
+    """A set but missing $DSDA_DATA_DIR is most likely a typo: say so (once per folder), then search on."""
+    if folder.is_dir() or folder in _WARNED_DATA_DIRS:
+        return
+    _WARNED_DATA_DIRS.add(folder)
+    warnings.warn(f"${DATA_DIR_ENV}={env!r} is not an existing folder ({folder}); it is skipped and the "
+                  f"other data folders are searched. Fix or unset {DATA_DIR_ENV}.", UserWarning, stacklevel=3)
 
 
 def _normalise_uint8(a: np.ndarray, mean: Sequence[float], std: Sequence[float], max_value: int = 255) -> torch.Tensor:
@@ -377,23 +412,19 @@ def _fix_fmnist_hint(path: Path) -> str:
             f"(or `sudo apt-get install --reinstall dataset-fashion-mnist`).")
 
 
-@_guarded
-def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
-    """Read a gzipped IDX file (unsigned bytes) into an array shaped by its header dimensions.
-
-    Header: a big-endian int32 magic number 0x0000TTDD (TT = 0x08 for unsigned byte, DD = number of
-    dimensions), then DD big-endian uint32 sizes, then the data in C order.
-    """
-    path = Path(path)
+def _gunzip(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DatasetError(f"cannot read {path}: {e}. {_fix_fmnist_hint(path)}") from e
     try:
-        data = gzip.decompress(raw)
+        return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:   # BadGzipFile is an OSError; truncation is an EOFError
         raise DatasetError(f"{path} is not a valid gzip file or is truncated ({type(e).__name__}: {e}). "
                            f"{_fix_fmnist_hint(path)}") from e
+
+
+def _parse_idx(path: Path, data: bytes, expected_magic: int) -> np.ndarray:
     if len(data) < 4:
         raise DatasetError(f"{path}: IDX header is truncated ({len(data)} bytes). {_fix_fmnist_hint(path)}")
     magic = struct.unpack(">i", data[:4])[0]
@@ -412,6 +443,35 @@ def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
         raise DatasetError(f"{path}: {what}: header {dims} needs {count} data bytes, found "
                            f"{len(data) - header}. {_fix_fmnist_hint(path)}")
     return np.frombuffer(data, dtype=np.uint8, count=count, offset=header).reshape(dims)
+
+
+@_guarded
+def read_idx(path: str | os.PathLike, expected_magic: int) -> np.ndarray:
+    """Read a gzipped IDX file (unsigned bytes) into an array shaped by its header dimensions.
+
+    Header: a big-endian int32 magic number 0x0000TTDD (TT = 0x08 for unsigned byte, DD = number of
+    dimensions), then DD big-endian uint32 sizes, then the data in C order.
+    """
+    path = Path(path)
+    return _parse_idx(path, _gunzip(path), expected_magic)
+
+
+def _read_fmnist_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """`read_idx`, plus: a file as long as the official one must be the official one.
+
+    An altered copy (say, every pixel inverted) keeps the length and the format, so only its checksum
+    tells. Shorter files (subsets, the tests' tiny files) are left to `verify_sizes`. The hash (~40 ms
+    for the train images) is small next to the decompression it follows, and `load_dataset` caches
+    each split per process (keyed by the files' size and mtime), so it normally runs once per file.
+    """
+    data = _gunzip(path)
+    array = _parse_idx(path, data, expected_magic)
+    length, _, sha256 = FASHION_MNIST_CHECKSUMS.get(path.name, (-1, None, None))
+    if len(data) == length and hashlib.sha256(data).hexdigest() != sha256:
+        raise DatasetError(f"{path} has the size of the official Fashion-MNIST file but not its contents (SHA-256 "
+                           f"of its IDX data differs from the genuine file's): it was altered or is another "
+                           f"data set. {_fix_fmnist_hint(path)}")
+    return array
 
 
 def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -445,8 +505,8 @@ def read_fashion_mnist(folder: str | os.PathLike, split: str, verify_sizes: bool
             raise DatasetError(f"{folder / f} is missing (the folder holds other Fashion-MNIST files). "
                                f"Copy all four files {sorted(n for v in FASHION_MNIST_FILES.values() for n in v)} "
                                f"into {folder}, or run `python -m dsda prepare-data`.")
-    images = read_idx(folder / img_name, IDX_IMAGES_MAGIC)
-    labels = read_idx(folder / lab_name, IDX_LABELS_MAGIC)
+    images = _read_fmnist_idx(folder / img_name, IDX_IMAGES_MAGIC)
+    labels = _read_fmnist_idx(folder / lab_name, IDX_LABELS_MAGIC)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DatasetError(f"{folder / img_name}: expected 28x28 images, header says {images.shape}. "
                            f"{_fix_fmnist_hint(folder / img_name)}")
@@ -835,8 +895,9 @@ def load_dataset(name: str, split: str, **kwargs) -> TensorDataset:
     """Load one split of a data set as normalised tensors (cached; treat the tensors as read-only).
 
     Keywords: `data_dir` (search only there instead of $DSDA_DATA_DIR / ./data), `verify_sizes`
-    (default True: check the official sizes; consistency is always checked), `download` (CIFAR
-    only, default False), `image_size` (Pins only, default 32).
+    (default True: check the official sizes; consistency is always checked, and a Fashion-MNIST file
+    of the official size always has to match its published checksum), `download` (CIFAR only,
+    default False), `image_size` (Pins only, default 32).
     """
     _check_access(f"load_dataset({name!r}, {split!r})")
     check_choice("name", name, DATASET_NAMES)

@@ -7,8 +7,10 @@ all K outputs, as in the paper (its forget-class logits are simply never a targe
 Checkpoints are cached under a key of (dataset, model, width, recipe, seed, excluded classes).
 A checkpoint stores its config, the library versions, the training history and a SHA-256 of the
 weights. It is written atomically and loaded with `weights_only=True`; a file that cannot be read,
-whose config does not match the key, or whose weights fail the checksum is reported, moved aside
-as `<name>.corrupt` and rebuilt -- never used silently.
+whose config does not match the key, or whose weights fail the checksum is reported and never used
+silently: a bad cache file is moved aside as `<name>.corrupt` (`.corrupt.2`, ... if that exists),
+then the shipped checkpoint (`pretrained/`) is tried, and the model is retrained only when no
+file verifies.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -144,13 +147,17 @@ def checkpoint_name(config: dict[str, Any]) -> str:
     return f"{kind}-{cache_key(config)}.pt"
 
 
+def checkpoint_candidates(profile: Profile, config: dict[str, Any]) -> list[Path]:
+    """Existing files for `config`, in the order they are tried: the cache, then the shipped one."""
+    name = checkpoint_name(config)
+    folders = (cache_dir(), pretrained_dir())
+    return [f / profile.name / name for f in folders if f is not None and (f / profile.name / name).exists()]
+
+
 def find_checkpoint(profile: Profile, config: dict[str, Any]) -> Path | None:
     """The cached checkpoint for `config`, else the shipped one, else None."""
-    name = checkpoint_name(config)
-    for folder in (cache_dir(), pretrained_dir()):
-        if folder is not None and (folder / profile.name / name).exists():
-            return folder / profile.name / name
-    return None
+    found = checkpoint_candidates(profile, config)
+    return found[0] if found else None
 
 
 def model_config(profile: Profile, seed: int, exclude: Iterable[int] = ()) -> dict[str, Any]:
@@ -186,6 +193,21 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, config: dict[str
     return atomic_torch_save(path, payload)
 
 
+_REFUSED = re.compile(r"unsupported global: GLOBAL \S+|unsupported GLOBAL \S+|unsupported operand \d+", re.I)
+
+
+def _load_failure(e: Exception) -> str:
+    """Why torch.load failed, without torch's advice to retry with weights_only=False or to allowlist
+    globals: either would unpickle the file, i.e. run whatever code it carries."""
+    text = str(e)
+    if "weights_only" not in text:
+        return f"{type(e).__name__}: {text}"
+    found = _REFUSED.search(text)
+    return (f"it holds pickled objects that the safe loader refuses ({found.group(0) if found else type(e).__name__}); "
+            f"a dsda checkpoint holds only tensors and plain data. It was not unpickled, so nothing in it ran; "
+            f"delete it or replace it with a file written by dsda.train.save_checkpoint")
+
+
 def load_checkpoint(path: str | os.PathLike, expected_config: dict[str, Any] | None = None,
                     device: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
     """Load and verify a checkpoint; raises CheckpointError when it is unreadable or does not match."""
@@ -193,7 +215,7 @@ def load_checkpoint(path: str | os.PathLike, expected_config: dict[str, Any] | N
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, wrong file type ...
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(e)}") from e
     if not isinstance(payload, dict) or not {"config", "arch", "state_dict", "state_sha256"} <= payload.keys():
         raise CheckpointError(f"{path} is not a dsda checkpoint (missing config/arch/state_dict/state_sha256)")
     if expected_config is not None and payload["config"] != to_jsonable(expected_config):
@@ -218,23 +240,41 @@ def _new_model(profile: Profile) -> Classifier:
                        input_range=info.input_range)
 
 
+def _aside_path(path: Path) -> Path:
+    """`<name>.corrupt`, or `<name>.corrupt.2`, `.3` ... when earlier bad files are kept there."""
+    bad, n = path.with_name(path.name + ".corrupt"), 1
+    while bad.exists():
+        n += 1
+        bad = path.with_name(f"{path.name}.corrupt.{n}")
+    return bad
+
+
+def _try_checkpoint(found: Path, config: dict[str, Any], dev: torch.device, own: Path,
+                    fallback: str) -> Classifier | None:
+    """The verified model in `found`, or None after reporting why it is unusable (and what happens next)."""
+    try:
+        return load_checkpoint(found, expected_config=config, device=dev)[0]
+    except CheckpointError as e:
+        if found == own:  # our own cache: move the bad file aside; shipped files are left alone
+            bad = _aside_path(own)
+            os.replace(own, bad)
+            e = CheckpointError(f"{e}\n  -> moved to {bad}")
+        warnings.warn(f"{e}\n  -> {fallback}.", RuntimeWarning, stacklevel=4)
+        print(f"[dsda] unusable checkpoint {found}; {fallback}", flush=True)
+        return None
+
+
 def _cached_model(profile: Profile, seed: int, exclude: tuple[int, ...], device, force: bool,
                   progress: bool) -> Classifier:
     config = model_config(profile, seed, exclude)
     path = cache_dir() / profile.name / checkpoint_name(config)
     dev = resolve_device(device)
-    found = None if force else find_checkpoint(profile, config)
-    if found is not None:
-        try:
-            model, _ = load_checkpoint(found, expected_config=config, device=dev)
+    candidates = [] if force else checkpoint_candidates(profile, config)
+    for i, found in enumerate(candidates):   # a bad cache file must not hide a good shipped one
+        nxt = candidates[i + 1:]
+        model = _try_checkpoint(found, config, dev, path, f"trying {nxt[0]}" if nxt else "retraining")
+        if model is not None:
             return model
-        except CheckpointError as e:
-            if found == path:  # our own cache: move the bad file aside; shipped files are left alone
-                bad = path.with_name(path.name + ".corrupt")
-                os.replace(path, bad)
-                e = CheckpointError(f"{e}\n  -> moved to {bad}")
-            warnings.warn(f"{e}\n  -> retraining.", RuntimeWarning, stacklevel=3)
-            print(f"[dsda] unusable checkpoint {found}; retraining", flush=True)
 
     train = load_dataset(profile.dataset, "train")
     if exclude:

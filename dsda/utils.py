@@ -1,7 +1,9 @@
 """Small shared helpers: device resolution, atomic writes, provenance.
 
 Everything that writes a file in this project goes through `atomic_write_*`, so a crash or a
-full disk can leave a stale `*.tmp` file behind but never a half-written checkpoint or result.
+full disk can leave a stale `.NAME.*.tmp` file behind but never a half-written checkpoint or result;
+the next write of NAME removes such files once they are an hour old. Written files get the mode a
+plain `open()` gives (0o666 minus the umask), not mkstemp's 0o600.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import secrets
 import subprocess
 import tempfile
 import time
@@ -58,11 +61,43 @@ def device_name(device: torch.device) -> str:
 
 # ----------------------------------------------------------------------------- atomic writes
 
+STALE_TMP_S = 3600   # a `.NAME.*.tmp` sibling older than this is left over from a killed write
+_TMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Delete `.NAME.*.tmp` files next to `path` that no live writer can still be using."""
+    prefix, cutoff = f".{path.name}.", time.time() - STALE_TMP_S
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+
+def _create_tmp(path: Path) -> tuple[int, str]:
+    """Like `tempfile.mkstemp`, but created with mode 0o666 so the umask applies, as for `open(path, "w")`.
+
+    mkstemp forces 0o600, which made results and shared caches unreadable for other users; passing
+    0o666 to the kernel (not chmod after reading the umask) is race-free and honours default ACLs.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(path)
+    rng = secrets.SystemRandom()
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{''.join(rng.choices(_TMP_CHARS, k=8))}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_tmp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -74,6 +109,33 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def check_writable(path: str | os.PathLike, name: str = "path") -> Path:
+    """Fail now, before any work, if `path` could not be written later; creates and leaves nothing.
+
+    `path` must name a file (not an existing directory, not ending in a separator); its nearest
+    existing ancestor must be a directory in which a file can be created (probed with a temporary
+    file that is removed at once). Missing parent folders are created only by the final write.
+    """
+    text = os.fspath(path)
+    if not text or text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)) or Path(text).is_dir():
+        raise ValueError(f"{name} {text!r} names a directory; give a file name such as "
+                         f"{os.path.join(text or '.', 'result.json')!r}")
+    target = Path(text).expanduser().absolute()
+    folder = target.parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{name} {text!r} cannot be written: {folder} exists and is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dsda-write-probe.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise PermissionError(f"{name} {text!r} cannot be written: cannot create a file in {folder} "
+                              f"({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return target
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -102,11 +164,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_tmp(path)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        torch.save(obj, tmp)   # by name, as before: torch names the archive's folder after the file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import pickle
@@ -47,12 +48,25 @@ def write_fmnist_split(folder: Path, split: str, images: np.ndarray, labels: np.
 
 
 def write_full_size_fmnist(folder: Path) -> Path:
-    """Official-size Fashion-MNIST stand-in (60k/10k, 28x28, balanced labels) with cheap pixel values."""
+    """Official-size Fashion-MNIST stand-in (60k/10k, 28x28, balanced labels) with cheap pixel values.
+
+    Its files have the official sizes but not the official contents, so the checksum check refuses
+    them unless a test declares their checksums (`idx_checksums`) as the expected ones.
+    """
     for split, n in (("train", 60_000), ("test", 10_000)):
         images = np.zeros((n, 28, 28), dtype=np.uint8)
         images[:, 0, 0] = np.arange(n) % 256
         write_fmnist_split(folder, split, images, (np.arange(n) % 10).astype(np.uint8), level=1)
     return folder
+
+
+def idx_checksums(folder: Path) -> dict[str, tuple[int, str, str]]:
+    """`dsda.data.FASHION_MNIST_CHECKSUMS` for the files in `folder`: (length, MD5, SHA-256) of the IDX data."""
+    out = {}
+    for path in sorted(folder.glob("*-ubyte.gz")):
+        data = gzip.decompress(path.read_bytes())
+        out[path.name] = (len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
+    return out
 
 
 # ----------------------------------------------------------------------------- CIFAR (Python 2 pickles)

@@ -601,8 +601,15 @@ def test_guard_is_reentrant_and_process_wide():
 # ----------------------------------------------------------------------------- prepare
 
 @pytest.fixture(scope="module")
-def full_size_fmnist(tmp_path_factory):
+def full_size_fmnist_files(tmp_path_factory):
     return fx.write_full_size_fmnist(tmp_path_factory.mktemp("full_fmnist"))
+
+
+@pytest.fixture
+def full_size_fmnist(monkeypatch, full_size_fmnist_files):
+    """The stand-in, with its own checksums declared as the published ones (the check still runs)."""
+    monkeypatch.setattr(D, "FASHION_MNIST_CHECKSUMS", fx.idx_checksums(full_size_fmnist_files))
+    return full_size_fmnist_files
 
 
 def _link_fmnist(src: Path, dst: Path) -> None:
