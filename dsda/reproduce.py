@@ -1,10 +1,10 @@
 """The notebook series: source format, batch runner and summary.
 
-Each notebook has a reviewable twin `notebooks/src/NN_name.py` in the "percent" format
-(`# %%` starts a code cell, `# %% [markdown]` a markdown cell, `# %% tags=["parameters"]` tags one);
-`notebooks/NN_name.ipynb` holds the same cells plus the golden outputs of the `cpu` profile, which
-nbval compares. `python -m dsda notebooks build` turns sources into notebooks (keeping outputs of
-unchanged cells) and `python -m dsda notebooks check` fails when the two drifted apart.
+Each notebook has a reviewable twin `notebooks/src/NN_name.py` in jupytext's "percent" format, read
+by jupytext (`# %%` starts a code cell, `# %% [markdown]` a markdown cell, `# %% tags=["parameters"]`
+tags one; no header needed); `notebooks/NN_name.ipynb` holds the same cells plus the golden outputs of
+the `cpu` profile, which nbval compares. `python -m dsda notebooks build` turns sources into notebooks
+(keeping outputs of unchanged cells) and `python -m dsda notebooks check` fails when the two drifted apart.
 
 `python -m dsda reproduce --profile cpu [--only 02] [--force]` executes the series with papermill into
 `runs/<profile>/`, skips notebooks whose inputs and parameters are unchanged since their last
@@ -12,9 +12,9 @@ successful run, stops with the failing cell's error, and writes `results/<profil
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -23,62 +23,46 @@ from typing import Any, Iterable
 from .report import output_root, project_root
 from .utils import atomic_write_bytes, atomic_write_json, check_choice
 
-CELL_MARK = re.compile(r"^# %%(?P<rest>.*)$")
+# The notebook-level metadata every built notebook carries (the kernel papermill and nbval start).
+NOTEBOOK_METADATA = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                     "language_info": {"name": "python"}}
 
 
-# ----------------------------------------------------------------------------- percent format
+# ----------------------------------------------------------------------------- percent format (jupytext)
+
+def read_source(text: str) -> Any:
+    """The cells of a percent-format script, read by jupytext, as the built notebook holds them: only the
+    `tags` survive of the cell metadata (papermill needs `parameters`; jupytext's layout hints such as
+    `lines_to_next_cell` are not part of the cell), and cell ids are set by `build_notebook`."""
+    import jupytext
+    nb = jupytext.reads(text, fmt="py:percent")
+    for cell in nb.cells:
+        tags = list(cell.metadata.get("tags", []))
+        cell.metadata = {"tags": tags} if tags else {}
+    return nb
+
 
 def parse_percent(text: str) -> list[dict[str, Any]]:
     """Cells of a percent-format script: [{"cell_type", "source", "tags"}]."""
-    cells: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for line in text.splitlines():
-        m = CELL_MARK.match(line)
-        if m:
-            rest = m.group("rest").strip()
-            kind = "markdown" if rest.startswith("[markdown]") else "code"
-            tags = re.search(r"tags=(\[[^\]]*\])", rest)
-            current = {"cell_type": kind, "lines": [], "tags": json.loads(tags.group(1)) if tags else []}
-            cells.append(current)
-        elif current is not None:
-            current["lines"].append(line)
-    out = []
-    for c in cells:
-        lines = c.pop("lines")
-        while lines and not lines[-1].strip():
-            lines.pop()
-        while lines and not lines[0].strip():
-            lines.pop(0)
-        if c["cell_type"] == "markdown":
-            lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in lines]
-        out.append({**c, "source": "\n".join(lines)})
-    return out
+    return [{"cell_type": c.cell_type, "source": c.source, "tags": list(c.metadata.get("tags", []))}
+            for c in read_source(text).cells]
 
 
 def build_notebook(src: Path, dest: Path) -> bool:
     """Write `dest` from `src`; outputs of cells whose source is unchanged are kept. True if it changed."""
-    import nbformat
-    cells = parse_percent(src.read_text())
-    old_outputs: dict[str, Any] = {}
-    if dest.exists():
-        old = nbformat.read(dest, as_version=4)
-        old_outputs = {c.source: c for c in old.cells if c.cell_type == "code"}
-    nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
-    for c in cells:
-        if c["cell_type"] == "markdown":
-            cell = nbformat.v4.new_markdown_cell(c["source"])
-        else:
-            cell = nbformat.v4.new_code_cell(c["source"])
-            prev = old_outputs.get(c["source"])
-            if prev is not None:
-                cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
-        if c["tags"]:
-            cell.metadata["tags"] = c["tags"]
-        cell.id = hashlib.sha1(f"{src.stem}:{len(nb.cells)}".encode()).hexdigest()[:8]
-        nb.cells.append(cell)
-    text = nbformat.writes(nb) + "\n"
+    import jupytext
+    nb = read_source(src.read_text())
+    # Outputs follow exact source matches only: jupytext's own combine (`--update`) also pairs edited
+    # cells by position, which would keep stale golden outputs under a changed cell.
+    old = jupytext.read(dest, fmt="ipynb") if dest.exists() else None
+    old_code = {c.source: c for c in old.cells if c.cell_type == "code"} if old else {}
+    nb.metadata = copy.deepcopy(NOTEBOOK_METADATA)
+    for i, cell in enumerate(nb.cells):
+        cell.id = hashlib.sha1(f"{src.stem}:{i}".encode()).hexdigest()[:8]   # stable across builds
+        prev = old_code.get(cell.source) if cell.cell_type == "code" else None
+        if prev is not None:
+            cell.outputs, cell.execution_count = prev.outputs, prev.execution_count
+    text = jupytext.writes(nb, fmt="ipynb") + "\n"
     if dest.exists() and dest.read_text() == text:
         return False
     atomic_write_bytes(dest, text.encode())
