@@ -68,10 +68,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("smoke", "DSDA (smoke sizes)", SamplerConfig(nfe=20), DamoConfig(**_SMOKE), 32,
            "sized for tests (seconds); the paper's objective"),
     Recipe("smoke-kd-head", "KD head-only DAMO (smoke sizes)", SamplerConfig(nfe=20),
-           DamoConfig(**{**_SMOKE, **CPU_KD_HEAD, "lr": _SMOKE["lr"], "patience": _SMOKE["patience"]}), 32,
+           DamoConfig(**{**_SMOKE, **CPU_KD_HEAD}), 32,
            "sized for tests (seconds); cpu-kd-head's losses and scope"),
     Recipe("paper-kd-head", "KD head-only DAMO (paper sizes)", SamplerConfig(nfe=40),
-           DamoConfig(**{**_PAPER, **CPU_KD_HEAD, "patience": _PAPER["patience"]}), 500,
+           DamoConfig(**{**_PAPER, **CPU_KD_HEAD}), 500,
            "unmeasured on a GPU: cpu-kd-head's losses, scope, lr and bound at the paper's sizes"),
 )}
 

@@ -150,3 +150,9 @@ def markdown_table(rows: list[dict[str, Any]] | Any) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def budget(table: dict[str, dict[str, Any]], profile: str) -> dict[str, Any]:
+    """A notebook's budget for a profile: its own entry, or `paper`'s for the `paper-*` profiles."""
+    from .recipes import profile_family
+    return dict(table[profile_family(profile)])

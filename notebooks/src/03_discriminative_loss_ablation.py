@@ -10,8 +10,8 @@
 # **Evidence.** Ten models for one forget task: the original, the retrained oracle, "standard losses"
 # (DSDA with neither the Circle loss nor the multitask step: plain L_R + L_F), full DSDA and the three
 # ablations, all on every parameter with hard-label L_R as in the paper; then the `cpu` profile's default,
-# "head-only KD" (no Circle loss, L_R distilled from the original model, only the classifier head trained;
-# see `dsda/unlearn.py` for how it was chosen) and its own two ablations (SGLD synthesis, no multitask
+# "KD head-only DAMO" (no Circle loss, L_R distilled from the original model, only the classifier head
+# trained; recipe `cpu-kd-head` in `dsda/recipes.py`, evidence in `results/tuning/`) and its own two ablations (SGLD synthesis, no multitask
 # step). For each: t-SNE pictures of the features of real test images, three numbers of feature geometry
 # on the retain classes (silhouette, compactness, separability), the test accuracies A_f / A_r and the
 # execution time ET. Last, how sensitive the default DAMO recipe is to its learning rate and stopping rule.
@@ -33,9 +33,6 @@ lrs = None                 # None: the profile's learning-rate grid for the sens
 sens_max_steps = None      # None: the profile's step budget of each sensitivity run
 
 # %%
-import copy
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -46,11 +43,11 @@ from sklearn.metrics import silhouette_score
 
 import dsda
 from dsda import report
-from dsda.damo import DamoConfig, damo
+from dsda.baselines import METHODS
+from dsda.baselines.dsda_method import recipe_for
 from dsda.data import dataset_info
 from dsda.metrics import accuracy
-from dsda.sampler import SamplerConfig
-from dsda.unlearn import CPU_CANDIDATE, CPU_PREVIOUS, profile_defaults, route_overrides
+from dsda.recipes import get_recipe
 from dsda.utils import resolve_device
 
 P = report.notebook_profile(profile, dataset, model, device)
@@ -61,7 +58,7 @@ BUDGETS = {
     "cpu": {"tsne_per_class": 100, "lrs": [1e-4, 3e-4, 1e-3, 3e-3], "sens_max_steps": 100},
     "paper": {"tsne_per_class": 100, "lrs": [3e-5, 1e-4, 3e-4, 1e-3], "sens_max_steps": 600},
 }
-B = dict(BUDGETS["paper" if profile.startswith("paper") else profile])
+B = dict(report.budget(BUDGETS, profile))
 B.update({k: v for k, v in (("tsne_per_class", tsne_per_class), ("lrs", lrs), ("sens_max_steps", sens_max_steps))
           if v is not None})
 forget = sorted(forget_classes or P.forget_classes)
@@ -73,61 +70,41 @@ run = report.start("03_discriminative_loss_ablation", profile,
 # %% [markdown]
 # ## 1 · The ten models
 #
-# Each unlearned model is what `unlearn(original, forget, seed=seed, **switch)` returns. The paper family
-# ("DSDA", its ablations and "standard losses") pins the paper's recipe: every parameter trained
-# (`train_scope="all"`), hard-label cross-entropy as L_R (`retain_loss="ce"`) and, on the `cpu` profile,
-# the step size and stopping rule tuned for it on validation data (`CPU_PREVIOUS` in `dsda/unlearn.py`:
-# lr 5e-5, forget bound 2, patience 1). "DSDA" is the paper's full objective (`disc=True, multitask=True`).
-# "head-only KD" is the `cpu` profile's default (`CPU_CANDIDATE`: `disc=False, retain_loss="kd",
+# Each unlearned model is what `dsda.unlearn(original, forget, recipe=..., synthetic=S, **switch)` returns.
+# The paper family ("DSDA", its ablations and "standard losses") runs the recipe of the method `dsda`, the
+# paper's objective: every parameter trained (`train_scope="all"`), hard-label cross-entropy as L_R
+# (`retain_loss="ce"`), L_Disc and the multitask step on, and on the `cpu` profile the step size and stopping
+# rule tuned for hard-label DAMO on validation data (recipe `cpu-paper`: lr 5e-5, forget bound 2, patience 1).
+# "KD head-only DAMO" is the `cpu` profile's default (recipe `cpu-kd-head`: `disc=False, retain_loss="kd",
 # train_scope="fc"`, lr 1e-3, forget bound 10, patience 2); with only the head trained the features do not
 # change, so the Circle loss cannot act there and has no ablation. The ablations are the switches
 # (`sampler="sgld"`: plain SGLD with the same number of score evaluations instead of AEGDS; `disc=False`: no
-# Circle loss; `multitask=False`: update along the weighted sum g_T instead of the Theorem 3.3 direction). "Standard losses" switches off both `disc` and
-# `multitask`. To stay within the time budget the two stages are called directly, as `unlearn` calls
-# them: stage 1 depends only on the sampler and the seed, so the AEGDS set is drawn once and shared by
-# the four variants that use it (and by section 4); a variant's ET is the synthesis time of its set plus
-# its own DAMO time.
+# Circle loss; `multitask=False`: update along the weighted sum g_T instead of the Theorem 3.3 direction).
+# "Standard losses" switches off both `disc` and `multitask`. Stage 1 depends only on the sampler and the
+# seed, so each synthetic set is drawn once (`dsda.synthetic_set`, exactly as `unlearn` would draw it) and
+# passed to every variant that uses it (and to section 4); a variant's ET is the synthesis time of its set
+# plus its own DAMO time (`unlearn` counts both).
 
 # %%
 original = dsda.original_model(P, seed=seed, progress=False)
 oracle = dsda.retrain_model(P, forget, seed=seed, progress=False)
-s_kw, d_kw, extra = route_overrides({"device": P.device, **profile_defaults(P)})
-classes = list(range(info.num_classes))
-
-
-def synthetic_set(sampler):
-    """Stage 1 exactly as `unlearn` runs it (same config, same seed), timed."""
-    t0 = time.perf_counter()
-    x, y, _ = dsda.synthesize(original, classes, int(extra["n_per_class"]), seed=seed,
-                              config=SamplerConfig(**{**s_kw, "sampler": sampler}).resolved())
-    x, y = x.cpu(), y.cpu()
-    f = torch.isin(y, torch.tensor(forget))
-    return {"x_r": x[~f], "y_r": y[~f], "x_f": x[f], "y_f": y[f], "time_s": time.perf_counter() - t0}
-
-
-SYN = {"aegds": synthetic_set(s_kw.get("sampler", "aegds")), "sgld": synthetic_set("sgld")}
-# Explicit switches, so each variant means the same on every profile: the paper family on all parameters
-# with hard-label L_R (on cpu with the recipe tuned for it), and the cpu default's recipe (CPU_CANDIDATE).
-paper_kw = {**d_kw, **(CPU_PREVIOUS if P.name == "cpu" else {}), "train_scope": "all", "retain_loss": "ce"}
-head_kw = {**d_kw, **CPU_CANDIDATE}
-VARIANTS = {"DSDA": ("aegds", paper_kw, dict(disc=True, multitask=True)),
-            "standard losses": ("aegds", paper_kw, dict(disc=False, multitask=False)),
-            "DSDA-w-EGDS": ("sgld", paper_kw, dict(disc=True, multitask=True)),
-            "DSDA-wo-disc": ("aegds", paper_kw, dict(disc=False, multitask=True)),
-            "DSDA-wo-mt": ("aegds", paper_kw, dict(disc=True, multitask=False)),
-            "head-only KD": ("aegds", head_kw, {}),
-            "head-only KD w-EGDS": ("sgld", head_kw, {}),
-            "head-only KD wo-mt": ("aegds", head_kw, dict(multitask=False))}
+PAPER, HEAD = recipe_for(METHODS["dsda"], profile), recipe_for(METHODS["dsda_kd_head"], profile)
+HEAD_NAME = get_recipe(HEAD).title.split(" (")[0]   # "KD head-only DAMO"
+# Stage 1 depends only on the sampler and the seed: one set per sampler, shared by every variant that uses it
+SYN = {s: dsda.synthetic_set(original, P, seed=seed, recipe=PAPER, sampler=s) for s in ("aegds", "sgld")}
+VARIANTS = {"DSDA": (PAPER, {}),
+            "standard losses": (PAPER, dict(disc=False, multitask=False)),
+            "DSDA-w-EGDS": (PAPER, dict(sampler="sgld")),
+            "DSDA-wo-disc": (PAPER, dict(disc=False)),
+            "DSDA-wo-mt": (PAPER, dict(multitask=False)),
+            HEAD_NAME: (HEAD, {}),
+            f"{HEAD_NAME} w-EGDS": (HEAD, dict(sampler="sgld")),
+            f"{HEAD_NAME} wo-mt": (HEAD, dict(multitask=False))}
 models = {"Original": original, "Retrain": oracle}
 reports = {}
-for name, (sampler, kw, ov) in VARIANTS.items():
-    syn = SYN[sampler]
-    m = copy.deepcopy(original)
-    rep = damo(m, syn["x_r"], syn["y_r"], syn["x_f"], syn["y_f"], DamoConfig(**kw).replace(**ov), seed=seed)
-    models[name] = m
-    reports[name] = {"steps": rep["steps"], "stop_reason": rep["stop_reason"],
-                     "time_s": {"synthesis": syn["time_s"], "optimisation": rep["time_s"],
-                                "total": syn["time_s"] + rep["time_s"]}}
+for name, (recipe, ov) in VARIANTS.items():
+    models[name], reports[name] = dsda.unlearn(original, forget, P, seed=seed, recipe=recipe,
+                                               synthetic=SYN[ov.get("sampler", "aegds")], **ov)
 
 test = dsda.load_dataset(P.dataset, "test")
 is_f = torch.isin(test.y, torch.tensor(forget))
@@ -146,7 +123,7 @@ acc.round(2)
 #
 # t-SNE (scikit-learn, fixed `random_state`) of `model.features(x)` on the same class-balanced subset of
 # real test images for four models. The forget class is drawn in black. Each panel has its own t-SNE, so
-# compare shapes (tight, separate clusters or not), not positions. "head-only KD" is not drawn: it trains
+# compare shapes (tight, separate clusters or not), not positions. "KD head-only DAMO" is not drawn: it trains
 # only the head, so its features are the original model's (its geometry row below equals "Original").
 
 # %%
@@ -212,7 +189,7 @@ table.round(3)
 
 # %%
 order = ["Retrain", "DSDA", "DSDA-w-EGDS", "DSDA-wo-disc", "DSDA-wo-mt", "standard losses",
-         "head-only KD", "head-only KD w-EGDS", "head-only KD wo-mt"]
+         HEAD_NAME, f"{HEAD_NAME} w-EGDS", f"{HEAD_NAME} wo-mt"]
 fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
 colors = ["0.5", "C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8"]
 axes[0].bar(order, table.loc[order, "A_r"], color=colors)
@@ -245,7 +222,7 @@ run.figure(fig, "ablation_bars")
 # (silhouette 0.47 vs 0.48 for the standard losses), not more. `DSDA-w-EGDS` (plain SGLD synthesis at the
 # same NFE) came out within about a point of full DSDA, and `DSDA-wo-mt` (the plain sum g_T) never met the
 # stopping rule (A_f 92 % after all 300 steps): there the multitask step is what makes forgetting happen
-# at all. The `cpu` default, "head-only KD", forgot (A_f = 0) and kept 92.19 % (oracle 92.22 %) in 22 s
+# at all. The `cpu` default, "KD head-only DAMO", forgot (A_f = 0) and kept 92.19 % (oracle 92.22 %) in 22 s
 # (70 DAMO steps, most of the time is synthesis); its features, and so its geometry, are the original
 # model's. Its two ablations changed A_r by 0.02 and 0.11 points (SGLD synthesis 92.21 %, no multitask step
 # 92.30 %), i.e. on this recipe neither AEGDS nor the multitask direction matters on one seed: what keeps
@@ -259,17 +236,14 @@ run.figure(fig, "ablation_bars")
 # profile's `lr`, stop when the synthetic forget set is fully forgotten at `patience` consecutive checks)
 # were chosen without the test split (stopping rule on synthetic data, recipe on a validation subset of the
 # train split). Here the AEGDS set of section 1 is reused and the profile's default recipe (on `cpu`:
-# head-only KD) is run from the original model with several learning rates, each for a fixed budget of
+# KD head-only DAMO) is run from the original model with several learning rates, each for a fixed budget of
 # `sens_max_steps` steps with a 20 % hold-out of the synthetic retain set. Every `check_every` steps we record the synthetic criteria
 # (forget rate on D^_f, accuracy on the held-out synthetic retain samples) and, for the reader only, the
 # test A_f / A_r on the class-balanced test subset above. The **default stopping rule** is read off the
 # same trajectory (the run is deterministic, so the model at that step is exactly the early-stopped one).
 
 # %%
-x_syn = torch.cat([SYN["aegds"]["x_r"], SYN["aegds"]["x_f"]])
-y_syn = torch.cat([SYN["aegds"]["y_r"], SYN["aegds"]["y_f"]])
-f_syn = torch.isin(y_syn, torch.tensor(forget))
-base_cfg = DamoConfig(**d_kw)
+head = get_recipe(HEAD).damo
 xs_f, ys_f, xs_r, ys_r = xs[~keep], ys[~keep], xs[keep], ys[keep]
 
 
@@ -279,19 +253,18 @@ def test_numbers(step, m):
 
 traces, sens_rows = {}, []
 for lr in B["lrs"]:
-    cfg = base_cfg.replace(lr=float(lr), max_steps=int(B["sens_max_steps"]), patience=int(B["sens_max_steps"]) + 1,
-                           holdout=0.2)
-    rep = damo(copy.deepcopy(original), x_syn[~f_syn], y_syn[~f_syn], x_syn[f_syn], y_syn[f_syn], cfg, seed=seed,
-               callback=test_numbers)
+    _, rep = dsda.unlearn(original, forget, P, seed=seed, recipe=HEAD, synthetic=SYN["aegds"], lr=float(lr),
+                          max_steps=int(B["sens_max_steps"]), patience=int(B["sens_max_steps"]) + 1, holdout=0.2,
+                          callback=test_numbers)
     tr = pd.DataFrame([{"step": c["step"], "forget rate (syn)": 100 * c["forget_rate"],
                         "retain acc (syn hold-out)": 100 * c["val_retain_acc"], **c["callback"]}
                        for c in rep["checks"]])
     traces[lr] = tr
-    ok = (tr["forget rate (syn)"] <= 100 * base_cfg.stop_rate).astype(int).to_numpy()
+    ok = (tr["forget rate (syn)"] <= 100 * head.stop_rate).astype(int).to_numpy()
     streak = np.zeros_like(ok)
     for i, v in enumerate(ok):
         streak[i] = (streak[i - 1] + 1 if i else 1) if v else 0
-    hit = np.nonzero(streak >= base_cfg.patience)[0]
+    hit = np.nonzero(streak >= head.patience)[0]
     for rule, i in (("default early stop", hit[0] if len(hit) else len(tr) - 1), ("fixed budget", len(tr) - 1)):
         r = tr.iloc[i]
         sens_rows.append({"lr": f"{lr:g}", "stopping rule": rule, "steps": int(r["step"]),
@@ -358,13 +331,13 @@ run.claim("each component helps: A_r(DSDA) >= A_r of every ablation", not beats,
           f"A_r DSDA {t.loc['DSDA', 'A_r']:.2f}; " + ", ".join(f"{a} {t.loc[a, 'A_r']:.2f}" for a in abl)
           + (f"; higher: {', '.join(beats)}" if beats else ""))
 run.claim("DSDA forgets: A_f <= 1 %", t.loc["DSDA", "A_f"] <= 1.0, f"A_f {t.loc['DSDA', 'A_f']:.2f} %")
-h_f, h_r, o_r = t.loc["head-only KD", "A_f"], t.loc["head-only KD", "A_r"], t.loc["Retrain", "A_r"]
-run.claim("head-only KD forgets (A_f <= 1 %) and keeps A_r within 3 points of the oracle's",
+h_f, h_r, o_r = t.loc[HEAD_NAME, "A_f"], t.loc[HEAD_NAME, "A_r"], t.loc["Retrain", "A_r"]
+run.claim(f"{HEAD_NAME} forgets (A_f <= 1 %) and keeps A_r within 3 points of the oracle's",
           h_f <= 1.0 and h_r >= o_r - 3.0, f"A_f {h_f:.2f} %, A_r {h_r:.2f} vs oracle {o_r:.2f}")
-h_abl = ["head-only KD w-EGDS", "head-only KD wo-mt"]
+h_abl = [f"{HEAD_NAME} w-EGDS", f"{HEAD_NAME} wo-mt"]
 h_beats = [a for a in h_abl if t.loc[a, "A_r"] > h_r or t.loc[a, "A_f"] < h_f]
-run.claim("AEGDS and the multitask step help head-only KD: no ablation has higher A_r or lower A_f", not h_beats,
-          f"head-only KD {h_f:.2f} / {h_r:.2f}; " + "; ".join(f"{a} {t.loc[a, 'A_f']:.2f} / {t.loc[a, 'A_r']:.2f}"
+run.claim(f"AEGDS and the multitask step help {HEAD_NAME}: no ablation has higher A_r or lower A_f", not h_beats,
+          f"{HEAD_NAME} {h_f:.2f} / {h_r:.2f}; " + "; ".join(f"{a} {t.loc[a, 'A_f']:.2f} / {t.loc[a, 'A_r']:.2f}"
                                                              for a in h_abl) + " (A_f / A_r)")
 run.print_claims()
 

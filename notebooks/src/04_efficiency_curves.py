@@ -43,11 +43,9 @@ import torch
 import dsda
 from dsda import report
 from dsda.baselines import get_method, run_method
-from dsda.damo import DamoConfig, damo
 from dsda.data import dataset_info
 from dsda.metrics import accuracy
-from dsda.sampler import SamplerConfig
-from dsda.unlearn import profile_defaults, route_overrides
+from dsda.recipes import get_recipe
 from dsda.utils import resolve_device
 
 P = report.notebook_profile(profile, dataset, model, device)
@@ -62,7 +60,7 @@ BUDGETS = {
     "paper": {"gkt_cycles": 4000, "ispf_epochs": 200, "snapshot_every": 500, "gkt_max_resets": 20,
               "ispf_constant_lr": False},
 }
-B = dict(BUDGETS["paper" if profile.startswith("paper") else profile])
+B = dict(report.budget(BUDGETS, profile))
 B.update({k: v for k, v in (("gkt_cycles", gkt_cycles), ("ispf_epochs", ispf_epochs),
                             ("snapshot_every", snapshot_every)) if v is not None})
 forget = sorted(forget_classes or P.forget_classes)
@@ -88,24 +86,19 @@ target_r = ref["Retrain"]["A_r"] - 3.0     # "good enough": A_f <= 5 % and A_r >
 pd.DataFrame(ref).T.round(2)
 
 # %% [markdown]
-# ## 1 · DSDA, traced through its run
+# ## 1 · The profile's DSDA recipe, traced through its run
 #
-# The same two stages as `dsda.unlearn` with the profile's defaults (AEGDS synthesis, then DAMO; on `cpu`
-# the shipped default, which leaves out L_Disc, see `dsda/unlearn.py`), written
-# out so that DAMO's `callback` can evaluate the model at every check. The callback's own time is
-# subtracted: the clock shows only the method's time. During synthesis the model does not change, so its
-# accuracy is the original model's.
+# `dsda.unlearn` with the profile's recipe (AEGDS synthesis, then DAMO; on `cpu` the recipe `cpu-kd-head`,
+# "KD head-only DAMO", our variant that leaves out L_Disc, see `dsda/recipes.py`), with a `callback` that
+# evaluates the model at every DAMO check. The callback's own time is not counted: the clock shows only the
+# method's time. During synthesis the model does not change, so its accuracy is the original model's.
 
 # %%
-s_kw, d_kw, extra = route_overrides({"device": P.device, **profile_defaults(P)})
-s_cfg, d_cfg = SamplerConfig(**s_kw).resolved(), DamoConfig(**d_kw)
-work = copy.deepcopy(original)
+NAME = get_recipe(None, P).title.split(" (")[0]   # the profile's recipe (cpu: "KD head-only DAMO")
 cb_time = [0.0]
 t0 = time.perf_counter()
-x_syn, y_syn, _ = dsda.synthesize(work, list(range(info.num_classes)), int(extra["n_per_class"]), seed=seed,
-                                  config=s_cfg)
-t_syn = time.perf_counter() - t0
-f_syn = torch.isin(y_syn, torch.tensor(forget, device=y_syn.device))
+syn = dsda.synthetic_set(original, P, seed=seed)  # stage 1 exactly as dsda.unlearn runs it
+t_syn = syn.wall_time
 
 
 def trace(step, m):
@@ -115,14 +108,14 @@ def trace(step, m):
     return out
 
 
-rep = damo(work, x_syn[~f_syn], y_syn[~f_syn], x_syn[f_syn], y_syn[f_syn], d_cfg, seed=seed, callback=trace)
-et_dsda = time.perf_counter() - t0 - cb_time[0]
+work, rep = dsda.unlearn(original, forget, P, seed=seed, synthetic=syn, callback=trace)
+et_dsda = rep["time_s"]["total"]        # synthesis + DAMO, the callback's time excluded
 final = acc(work)
 dsda_curve = pd.DataFrame([{"step": 0, "t": 0.0, **ref["Original"]}, {"step": 0, "t": t_syn, **ref["Original"]}]
                           + [{"step": c["step"], **c["callback"]} for c in rep["checks"]]
                           + [{"step": rep["steps"], "t": et_dsda, **final}])
-dsda_curve["method"] = "DSDA"
-print(f"DSDA: {rep['steps']} DAMO steps, stop reason {rep['stop_reason']}")
+dsda_curve["method"] = NAME
+print(f"{NAME}: {rep['steps']} DAMO steps, stop reason {rep['stop_reason']}")
 
 # %% [markdown]
 # ## 2 · GKT and ISPF with snapshots, and Retrain
@@ -175,7 +168,7 @@ print(f"Retrain: ET from the checkpoint record ({rec_retrain['ET_source']})")
 # %%
 curves = pd.concat([dsda_curve, runs["GKT"]["curve"], runs["ISPF"]["curve"]], ignore_index=True)
 curves = curves.dropna(subset=["A_r"])
-style = {"DSDA": "C0", "GKT": "C1", "ISPF": "C2"}
+style = {NAME: "C0", "GKT": "C1", "ISPF": "C2"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
 for name, df in curves.groupby("method", sort=False):
     t = df["t"].clip(lower=0.1)   # log axis: t = 0 is drawn at 0.1 s
@@ -218,20 +211,20 @@ def time_to(df, ok):
 good = lambda d: (d["A_f"] <= 5.0) & (d["A_r"] >= target_r)           # noqa: E731
 final_r = float(final["A_r"])
 reach_final = lambda d: (d["A_f"] <= 5.0) & (d["A_r"] >= final_r - 0.5)  # noqa: E731
-et = {"DSDA": et_dsda, "GKT": runs["GKT"]["record"]["ET_s"], "ISPF": runs["ISPF"]["record"]["ET_s"],
+et = {NAME: et_dsda, "GKT": runs["GKT"]["record"]["ET_s"], "ISPF": runs["ISPF"]["record"]["ET_s"],
       "Retrain": et_retrain}
 summary = pd.DataFrame({
     name: {"ET (s)": et[name],
-           "final A_r": (final_r if name == "DSDA" else ref["Retrain"]["A_r"] if name == "Retrain"
+           "final A_r": (final_r if name == NAME else ref["Retrain"]["A_r"] if name == "Retrain"
                          else float(runs[name]["curve"]["A_r"].iloc[-1])),
-           "final A_f": (float(final["A_f"]) if name == "DSDA" else ref["Retrain"]["A_f"] if name == "Retrain"
+           "final A_f": (float(final["A_f"]) if name == NAME else ref["Retrain"]["A_f"] if name == "Retrain"
                          else float(runs[name]["curve"]["A_f"].iloc[-1])),
            "time to A_f<=5 % and A_r>=oracle-3 (s)": (et_retrain if name == "Retrain" else time_to(
-               dsda_curve if name == "DSDA" else runs[name]["curve"], good)),
-           "time to DSDA's final A_r (s)": (None if name == "Retrain" else time_to(
-               dsda_curve if name == "DSDA" else runs[name]["curve"], reach_final))}
-    for name in ("DSDA", "GKT", "ISPF", "Retrain")}).T
-summary["ET / ET(DSDA)"] = summary["ET (s)"] / et_dsda
+               dsda_curve if name == NAME else runs[name]["curve"], good)),
+           "time to the DSDA variant's final A_r (s)": (None if name == "Retrain" else time_to(
+               dsda_curve if name == NAME else runs[name]["curve"], reach_final))}
+    for name in (NAME, "GKT", "ISPF", "Retrain")}).T
+summary[f"ET / ET({NAME})"] = summary["ET (s)"] / et_dsda
 summary["full-schedule ET, extrapolated (s)"] = [et_dsda, runs["GKT"]["et_full_s"], runs["ISPF"]["et_full_s"],
                                                   et_retrain]
 summary.round(2)
@@ -256,7 +249,7 @@ summary.round(2)
 # %%
 # NBVAL_CHECK_OUTPUT
 noise = 1.3 / 0.7
-t_reach = {b: float(summary.loc[b, "time to DSDA's final A_r (s)"]) for b in ("GKT", "ISPF")}
+t_reach = {b: float(summary.loc[b, "time to the DSDA variant's final A_r (s)"]) for b in ("GKT", "ISPF")}
 faster = all(t_reach[b] > et_dsda for b in t_reach)
 robust = all(t_reach[b] > et_dsda * noise for b in t_reach)
 
@@ -266,7 +259,7 @@ def outcome(b):
     return "never reaches it in its run" if math.isinf(t_reach[b]) else "reaches it"
 
 
-run.claim("DSDA reaches its final A_r faster than GKT and ISPF", faster,
+run.claim(f"{NAME} reaches its final A_r faster than GKT and ISPF", faster,
           "; ".join(f"{b} {outcome(b)}" for b in t_reach) + f"; {'robust' if robust else 'not robust'} "
           "to +-30 % timing noise")
 et_full = {b: runs[b]["et_full_s"] for b in ("GKT", "ISPF") if not runs[b]["stalled"]}
@@ -281,13 +274,13 @@ run.claim("ET reduction vs source-free baselines >= 68.5 % on average (paper)", 
 run.print_claims()
 
 # %%
-print(f"ET DSDA {et_dsda:.1f} s (synthesis {t_syn:.1f} s), GKT {et['GKT']:.1f} s, ISPF {et['ISPF']:.1f} s, "
+print(f"ET {NAME} {et_dsda:.1f} s (synthesis {t_syn:.1f} s), GKT {et['GKT']:.1f} s, ISPF {et['ISPF']:.1f} s, "
       f"Retrain {et_retrain:.1f} s")
 print("extrapolated full schedules: " + ", ".join(f"{b} {v:.0f} s" for b, v in et_full.items()) + "; "
       f"mean ET reduction {100 * red:.1f} % (truncated runs: {100 * red_trunc:.1f} %)")
-print(f"ET ratios: GKT/DSDA {et['GKT'] / et_dsda:.2f}, ISPF/DSDA {et['ISPF'] / et_dsda:.2f}, "
-      f"Retrain/DSDA {et_retrain / et_dsda:.2f}")
-print("time to reach DSDA's final A_r: " + ", ".join(f"{b} {t_reach[b]:.1f} s" for b in t_reach))
+print(f"ET ratios: GKT/{NAME} {et['GKT'] / et_dsda:.2f}, ISPF/{NAME} {et['ISPF'] / et_dsda:.2f}, "
+      f"Retrain/{NAME} {et_retrain / et_dsda:.2f}")
+print(f"time to reach {NAME}'s final A_r: " + ", ".join(f"{b} {t_reach[b]:.1f} s" for b in t_reach))
 print(f"ET-reduction verdict {'robust' if stable else 'NOT robust'} to +-30 % timing noise; the truncated runs "
       f"alone {'suffice' if red_trunc >= 0.685 else 'do not suffice'} for it")
 

@@ -14,8 +14,8 @@
 # **Cost.** With `interactive = False` (batch runs: papermill, nbval) the widgets are not shown and
 # one small configuration runs once: about 30 s on 2 cores on the `cpu` profile, one seed. Set
 # `interactive = True` in a running Jupyter to get the controls. Larger settings take longer.
-# The profile's defaults (`dsda.unlearn.PROFILE_DEFAULTS`, cpu: 64 images per class, NFE 40,
-# head-only DAMO up to 300 steps) take about 20 s on 2 CPU cores.
+# The profile's recipe (`dsda/recipes.py`; cpu: `cpu-kd-head`, 64 images per class, NFE 40,
+# KD head-only DAMO up to 300 steps) takes about 20 s on 2 CPU cores.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
@@ -43,7 +43,7 @@ from dsda.data import dataset_info
 from dsda.metrics import per_class_accuracy
 # Import the function itself: once the module dsda.unlearn is imported, the name `dsda.unlearn`
 # refers to that module, not to the function.
-from dsda.unlearn import SAMPLER_FIELDS, profile_defaults, unlearn
+from dsda.unlearn import synthetic_set, unlearn
 
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
@@ -56,8 +56,7 @@ BUDGETS = {
     "cpu": {"nfe": 20, "n_per_class": 16, "steps": 60, "n_eval": 2000},
     "paper": {"nfe": 40, "n_per_class": 100, "steps": 300, "n_eval": 0},
 }
-B = dict(BUDGETS["paper" if profile.startswith("paper") else profile])
-SAMPLER_DEFAULTS = {k: v for k, v in profile_defaults(P).items() if k in SAMPLER_FIELDS}  # as dsda.unlearn
+B = dict(report.budget(BUDGETS, profile))
 for key, value in {"nfe": nfe, "n_per_class": n_per_class, "steps": steps, "n_eval": n_eval}.items():
     if value is not None:
         B[key] = value
@@ -77,9 +76,8 @@ print(f"original model: {np.nanmean(acc_before):.1f} % mean per-class accuracy o
 #
 # `explore` runs the two stages of DSDA on a copy of the original model (the original is never
 # changed):
-# 1. **AEGDS** (`dsda.synthesize`): `n_per_class` images per class, drawn from the model alone.
-#    `dsda.unlearn` draws the same images again (same seed, same settings); the copy here is only
-#    for the pictures and the energy trace.
+# 1. **AEGDS** (`dsda.synthetic_set`, stage 1 exactly as `dsda.unlearn` runs it): `n_per_class`
+#    images per class, drawn from the model alone; they are drawn once, shown, and handed to `unlearn`.
 # 2. **DAMO** (inside `dsda.unlearn`): at most `steps` fine-tuning steps. It stops earlier once the
 #    synthetic forget images are no longer predicted as a forget class.
 #
@@ -101,12 +99,10 @@ def explore(forget, sampler, nfe, n_per_class, steps):
     """Synthesise, unlearn `forget`, and return (summary, figure)."""
     forget = sorted(int(c) for c in forget)
     classes = list(range(info.num_classes))
-    # Stage 1 for the pictures: the same images dsda.unlearn synthesises below.
-    settings = {"device": P.device, **SAMPLER_DEFAULTS, "sampler": sampler, "nfe": nfe}
-    x, y, diag = dsda.synthesize(original, classes, n_per_class, seed=seed, diag_every=1, **settings)
-    # Stages 1 and 2: DSDA.
-    unlearned, rep = unlearn(original, forget, profile=P, seed=seed, sampler=sampler, nfe=nfe,
-                             n_per_class=n_per_class, max_steps=steps)
+    stage1 = dict(sampler=sampler, nfe=nfe, n_per_class=n_per_class)
+    syn = synthetic_set(original, P, seed=seed, diag_every=1, **stage1)      # stage 1, with a full energy trace
+    x, y, diag = syn
+    unlearned, rep = unlearn(original, forget, profile=P, seed=seed, synthetic=syn, max_steps=steps, **stage1)
     acc_after = per_class_accuracy(unlearned, test.y, test.x, num_classes=info.num_classes)
     retain = [c for c in classes if c not in forget]
     summary = {
@@ -146,7 +142,7 @@ def explore(forget, sampler, nfe, n_per_class, steps):
     ax = fig.add_subplot(grid[1, :])
     pos = np.arange(len(classes))
     ax.bar(pos - 0.2, acc_before, 0.4, label="original", color="tab:gray")
-    ax.bar(pos + 0.2, acc_after, 0.4, label="after DSDA", color="tab:orange")
+    ax.bar(pos + 0.2, acc_after, 0.4, label="after unlearning", color="tab:orange")
     for c in forget:
         ax.axvspan(c - 0.5, c + 0.5, color="tab:red", alpha=0.1)
     ax.set_xticks(pos, info.class_names, rotation=20)
