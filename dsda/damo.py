@@ -30,7 +30,7 @@ misses three, so they are the cpu profile's defaults (`dsda.unlearn.CPU_CANDIDAT
 library defaults of DamoConfig stay the paper's ("ce", "all", disc on), as does the `paper` profile.
 Values the paper does not give are marked "not in the paper".
 
-This module imports only torch/numpy and `dsda.utils`: it never sees real data.
+This module imports only torch/numpy, `dsda.checks` and `dsda.utils`: it never sees real data.
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import validate_seed
 from .utils import check_choice, resolve_device
 
 FORGET_LOSSES = ("neg_ce_bounded", "relabel_nearest", "kl_uniform")
@@ -623,8 +624,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
     cfg = (config or DamoConfig()).replace(**overrides) if overrides else (config or DamoConfig())
     if not isinstance(cfg, DamoConfig):
         raise TypeError(f"config must be a DamoConfig, got {type(cfg).__name__}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+    seed = validate_seed(seed)
     _check_data(x_r, y_r, x_f, y_f, getattr(model, "num_classes", None))
     if x_check is not None:
         if not isinstance(x_check, torch.Tensor):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checks import validate_seed
 from .profiles import Profile, get_profile
 from .utils import check_choice, check_positive, resolve_device
 
@@ -334,6 +335,7 @@ def mia_loss_cv(member_probs: Any, member_labels: Any, nonmember_probs: Any, non
     model's value on the same data, about 50 since it never saw either side. Clearly above 50 =
     forget-train samples are still recognisable; below the retrained value is no better.
     """
+    seed = validate_seed(seed)
     check_positive("n_splits", n_splits)
     if n_splits < 2:
         raise ValueError(f"n_splits must be >= 2 for cross-validation, got {n_splits}")
@@ -365,6 +367,7 @@ def mia_confidence_svc(member_probs: Any, member_labels: Any, nonmember_probs: A
     samples that look unseen. The target value is the retrained (retrain-from-scratch) model's
     value on the same data, near 100 for class unlearning.
     """
+    seed = validate_seed(seed)
     check_positive("max_train", max_train)
     m = confidence(*_probs_and_labels("member", member_probs, member_labels, True))
     nm = confidence(*_probs_and_labels("nonmember", nonmember_probs, nonmember_labels, True))
@@ -459,6 +462,7 @@ def mia_loss_cv_model(model: nn.Module, train: Any, test: Any, forget_classes: S
                       device: str | torch.device = "auto") -> float:
     """`mia_loss_cv` on a model: forget-train (member) vs forget-class test (non-member).
     Ideal = the retrained model's value (about 50)."""
+    seed = validate_seed(seed)
     return _mia_b(_collect(model, train, test, forget_classes, num_classes, batch_size, device), seed)
 
 
@@ -467,6 +471,7 @@ def mia_confidence_svc_model(model: nn.Module, train: Any, test: Any, forget_cla
                              batch_size: int = 1024, device: str | torch.device = "auto") -> float:
     """`mia_confidence_svc` on a model: shadow = retain-train vs retain-class test, targets =
     forget-train. HIGHER = more forgetting; target = the retrained model's value (near 100)."""
+    seed = validate_seed(seed)
     g = _collect(model, train, test, forget_classes, num_classes, batch_size, device)
     return _mia_c(g, max_train, seed)
 
@@ -477,6 +482,7 @@ def eval_train_subset(y: torch.Tensor, per_class: int | None, seed: int = 0) -> 
     """Indices (sorted) of a fixed subset of a labelled split: `per_class` images of every class (all of a
     class that has fewer), drawn with a seeded generator that does not depend on any model, so every model
     is evaluated on the same images. `per_class=None`: every index."""
+    seed = validate_seed(seed)
     if per_class is None:
         return torch.arange(len(y))
     check_positive("per_class", per_class)
@@ -539,6 +545,7 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     evaluating one model for several forget tasks costs one forward pass.
     """
     from .data import load_dataset
+    seed = validate_seed(seed)
     prof = get_profile(profile)
     train, test = load_dataset(prof.dataset, "train"), load_dataset(prof.dataset, "test")
     k = int(train.info.num_classes)

@@ -79,6 +79,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import validate_seed
 from .utils import check_choice, check_positive, resolve_device
 
 SAMPLERS = ("sgld", "heun", "aegds")
@@ -519,8 +520,7 @@ def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampl
     num_classes, shape, rng = _model_meta(model)
     labels = _check_classes(classes, num_classes)
     check_positive("n_per_class", n_per_class)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = validate_seed(seed)
     device = resolve_device(cfg.device)
     home = next((t.device for t in (*model.parameters(), *model.buffers())), device)
     work = model if _same_device(home, device) else copy.deepcopy(model).to(device)

@@ -1,7 +1,7 @@
 """DSDA end to end: `unlearn(model, forget_classes)` = AEGDS synthesis (stage 1) then DAMO (stage 2).
 
-Source-free by construction: this module imports only `sampler`, `damo`, `profiles` and `utils`, and
-`unlearn` receives no dataset. It reads what it needs from the model's interface (`num_classes`,
+Source-free by construction: this module imports only `sampler`, `damo`, `profiles`, `checks` and `utils`,
+and `unlearn` receives no dataset. It reads what it needs from the model's interface (`num_classes`,
 `input_shape`, `input_range`, `features`, `fc`; see dsda/models.py).
 
 Per-profile defaults live in PROFILE_DEFAULTS (flat: each name is a SamplerConfig field, a DamoConfig
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import checks
 from .damo import DAMO_FIELDS, DamoConfig, damo
 from .profiles import Profile, get_profile
 from .sampler import SamplerConfig, synthesize
@@ -135,29 +136,8 @@ def route_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def validate_forget_classes(forget_classes: Any, num_classes: int) -> list[int]:
-    """Integers in 0..num_classes-1, no repeats, not empty, not every class; else a ValueError."""
-    fc = forget_classes
-    if isinstance(fc, torch.Tensor):
-        fc = fc.tolist()
-    if isinstance(fc, (int, np.integer)) and not isinstance(fc, bool):
-        fc = [fc]
-    if isinstance(fc, (str, bytes)) or not isinstance(fc, (list, tuple, range, np.ndarray)):
-        raise ValueError(f"forget_classes must be a class id or a sequence of class ids in 0..{num_classes - 1}, "
-                         f"got {forget_classes!r}")
-    out = []
-    for c in list(fc):
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise ValueError(f"forget_classes must hold integers in 0..{num_classes - 1}, got {c!r}")
-        if not 0 <= int(c) < num_classes:
-            raise ValueError(f"forget_classes: class {int(c)} is out of range 0..{num_classes - 1}")
-        out.append(int(c))
-    if not out:
-        raise ValueError("forget_classes must not be empty")
-    if len(set(out)) != len(out):
-        raise ValueError(f"forget_classes must not repeat a class, got {out}")
-    if len(out) >= num_classes:
-        raise ValueError(f"forget_classes must leave at least one retain class; got all {num_classes} classes")
-    return sorted(out)
+    """Integers in 0..num_classes-1, no repeats, not empty, not every class -> sorted list; else a ValueError."""
+    return list(checks.validate_forget_classes(forget_classes, num_classes))
 
 
 def _check_model(model: Any) -> int:
@@ -187,8 +167,7 @@ def unlearn(model: nn.Module, forget_classes: int | Sequence[int], profile: str 
     num_classes = _check_model(model)
     forget = validate_forget_classes(forget_classes, num_classes)
     retain = [c for c in range(num_classes) if c not in forget]
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = checks.validate_seed(seed)
     prof = get_profile(profile)
     options = {"device": prof.device, **profile_defaults(prof), **overrides}
     s_kw, d_kw, extra = route_overrides(options)

@@ -1,0 +1,126 @@
+"""dsda.checks, the one module of argument checks: seeds are validated (never coerced) by every public entry
+point, and forget classes are checked in one place. Fast: a few seconds in all."""
+import functools
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dsda import checks as C
+from dsda import damo as DM
+from dsda import data as D
+from dsda import metrics as M
+from dsda import sampler as S
+from dsda import train as T
+from dsda.baselines import adv_imp, boundary_shrink, gkt, ispf, lau, scar, ssd, synth_embed, unsir
+from dsda.baselines import runner as R
+from dsda.models import build_model
+from dsda.profiles import get_profile
+
+U = sys.modules["dsda.unlearn"]  # the module; `dsda.unlearn` is the function
+
+BAD_SEEDS = [0.9, "0", False, -1]  # each used to load the seed-0 model, train a new one or fail inside torch
+
+
+def cnn(k=10):
+    """An untrained digits-shaped CNN (the smoke profile's inputs), in eval mode."""
+    torch.manual_seed(0)  # weights only
+    return build_model("cnn", k, (1, 8, 8), width=4, input_range=(-1.0, 2.0)).eval()
+
+
+@functools.lru_cache(maxsize=None)
+def digits(classes=tuple(range(10)), n=40):
+    train = D.load_dataset("digits", "train")
+    keep = torch.isin(train.y, torch.tensor(classes)).nonzero().flatten()[:n]
+    return train.subset(keep)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSDA_CACHE_DIR", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("DSDA_NO_PRETRAINED", "1")
+    return tmp_path / "ckpt"
+
+
+# ----------------------------------------------------------------------------- seeds
+
+def test_validate_seed_accepts_only_non_negative_integers():
+    assert C.validate_seed(0) == 0 and C.validate_seed(7) == 7
+    assert C.validate_seed(np.int64(3)) == 3 and type(C.validate_seed(np.int64(3))) is int
+    for bad in BAD_SEEDS + [True, None, 1.0, np.float64(2.0), np.bool_(True), [0]]:
+        with pytest.raises(ValueError, match=r"^model_seed must be a non-negative integer, got "):
+            C.validate_seed(bad, "model_seed")
+
+
+def _probs(n=12, k=3):
+    p = torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(0)), 1)
+    return p, torch.arange(n) % k
+
+
+def _damo(seed):
+    x, y = torch.randn(12, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(12) % 4
+    return DM.damo(cnn(4), x[y != 1], y[y != 1], x[y == 1], y[y == 1],
+                   DM.DamoConfig(max_steps=1, device="cpu"), seed=seed)
+
+
+# every public entry point that takes a seed: (name of the seed parameter, call(seed))
+SEEDED = {
+    "original_model": ("seed", lambda s: T.original_model("smoke", seed=s, progress=False)),
+    "retrain_model": ("seed", lambda s: T.retrain_model("smoke", [3], seed=s, progress=False)),
+    "model_config": ("seed", lambda s: T.model_config(get_profile("smoke"), s)),
+    "checkpoint_record": ("seed", lambda s: T.checkpoint_record("smoke", seed=s)),
+    "train_model": ("seed", lambda s: T.train_model(cnn(), digits(), get_profile("smoke").recipe, seed=s,
+                                                    device="cpu", progress=False)),
+    "evaluate": ("seed", lambda s: M.evaluate(cnn(), "smoke", [3], device="cpu", seed=s)),
+    "eval_train_subset": ("seed", lambda s: M.eval_train_subset(torch.arange(20) % 4, 2, seed=s)),
+    "mia_loss_cv": ("seed", lambda s: M.mia_loss_cv(*_probs(), *_probs(), seed=s)),
+    "mia_confidence_svc": ("seed", lambda s: M.mia_confidence_svc(*_probs(), *_probs(), *_probs(), seed=s)),
+    "mia_loss_cv_model": ("seed", lambda s: M.mia_loss_cv_model(cnn(), digits(), digits(), [3], seed=s,
+                                                                device="cpu")),
+    "synthesize": ("seed", lambda s: S.synthesize(cnn(), [0], 2, nfe=2, seed=s, device="cpu")),
+    "damo": ("seed", _damo),
+    "unlearn": ("seed", lambda s: U.unlearn(cnn(4), [1], profile="smoke", seed=s, device="cpu", n_per_class=2,
+                                            nfe=2, max_steps=1)),
+    "run_method": ("seed", lambda s: R.run_method("original", "smoke", seed=s, evaluate=False, progress=False)),
+    "run_method model_seed": ("model_seed", lambda s: R.run_method("original", "smoke", model_seed=s,
+                                                                   evaluate=False, progress=False)),
+    "ood_dataset": ("seed", lambda s: R.ood_dataset("smoke", 5, seed=s)),
+    "balanced_subset": ("seed", lambda s: R.balanced_subset(digits(), 2, s)),
+    "gkt.run": ("seed", lambda s: gkt.run(cnn(), [1], seed=s, device="cpu")),
+    "ispf.run": ("seed", lambda s: ispf.run(cnn(), [1], seed=s, device="cpu")),
+    "synth_embed.run": ("seed", lambda s: synth_embed.run(cnn(), [1], seed=s, device="cpu")),
+    "adv_imp.run": ("seed", lambda s: adv_imp.run(cnn(), [1], seed=s, device="cpu", forget=digits((1,)))),
+    "boundary_shrink.run": ("seed", lambda s: boundary_shrink.run(cnn(), [1], seed=s, device="cpu",
+                                                                  forget=digits((1,)))),
+    "lau.run": ("seed", lambda s: lau.run(cnn(), [1], seed=s, device="cpu", forget=digits((1,)))),
+    "scar.run": ("seed", lambda s: scar.run(cnn(), [1], seed=s, device="cpu", forget=digits((1,)),
+                                            ood=digits((0, 2)))),
+    "ssd.run": ("seed", lambda s: ssd.run(cnn(), [1], seed=s, device="cpu", forget=digits((1,)),
+                                          retain=digits((0, 2)))),
+    "unsir.run": ("seed", lambda s: unsir.run(cnn(), [1], seed=s, device="cpu", retain=digits((0, 2)))),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_SEEDS, ids=repr)
+@pytest.mark.parametrize("entry", SEEDED)
+def test_every_entry_point_rejects_a_bad_seed_naming_it_before_any_work(entry, bad, cache):
+    name, call = SEEDED[entry]
+    with pytest.raises(ValueError, match=rf"^{name} must be a non-negative integer, got {re.escape(repr(bad))}$"):
+        call(bad)
+    assert not cache.exists(), "nothing may be trained or written for a bad seed"
+
+
+# ----------------------------------------------------------------------------- forget classes
+
+def test_forget_class_validators_are_one_definition():
+    assert D.validate_forget_classes is C.validate_forget_classes
+    assert U.validate_forget_classes([3, 1], 5) == [1, 3]      # the methods' list form delegates to it
+    with pytest.raises(ValueError, match=r"^forget_classes contains duplicates \[1\]$"):
+        U.validate_forget_classes([1, 2, 1], 5)
+    with pytest.raises(ValueError, match=r"^forget_classes must be an int or an iterable of ints, got '10'$"):
+        U.validate_forget_classes("10", 10)                        # never list("10") == ["1", "0"]
+    with pytest.raises(ValueError, match=r"^forget \[5\] out of range; allowed range 0\.\.4$"):
+        C.validate_forget_classes([5], 5, name="forget")
+
