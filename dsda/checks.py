@@ -6,6 +6,7 @@ or form. It imports only torch and numpy (never `dsda.data`), so the source-free
 - `check_choice`, `check_positive`: one value among allowed ones / a positive number.
 - `validate_seed`: a non-negative integer (not a bool): 0.9, "0", False and -1 are errors, never coerced.
 - `validate_forget_classes`: class ids of one forget task, sorted.
+- `nonfinite_tensors`: which weights or buffers of a model hold NaN or inf (the cause, when outputs are not finite).
 """
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn as nn
+
+
+class NonFiniteError(RuntimeError):
+    """A computation (sampling, optimisation) produced NaN or inf; the message says where and what to change."""
 
 
 def check_choice(name: str, value: Any, allowed) -> Any:
@@ -78,4 +84,21 @@ def validate_forget_classes(forget_classes: Any, num_classes: int, name: str = "
     if len(classes) == num_classes:
         raise ValueError(f"{name} names all {num_classes} classes; at least one class must be retained")
     return tuple(sorted(classes))
+
+
+# ----------------------------------------------------------------------------- finiteness
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers of `model` that hold NaN or inf (reads only)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [n for n, t in named if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())]
+
+
+def check_finite_model(model: nn.Module, name: str = "model") -> None:
+    """A model whose weights or buffers hold NaN or inf has non-finite outputs: say so, naming them."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"{name}'s outputs are not finite: its weights or buffers hold NaN or inf ({shown}); "
+                         "load or train a valid model")
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import validate_seed
+from .checks import NonFiniteError, check_finite_model, nonfinite_tensors, validate_seed
 from .utils import check_choice, resolve_device
 
 FORGET_LOSSES = ("neg_ce_bounded", "relabel_nearest", "kl_uniform")
@@ -586,9 +586,41 @@ def _check_data(x_r, y_r, x_f, y_f, num_classes: int | None) -> None:
             raise TypeError(f"labels of {name} must be an integer tensor, got {y.dtype}")
         if num_classes is not None and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(f"labels of {name} must lie in 0..{num_classes - 1}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} holds NaN or inf values; synthesise it again from a model with finite outputs")
     overlap = set(y_r.unique().tolist()) & set(y_f.unique().tolist())
     if overlap:
         raise ValueError(f"retain and forget labels overlap: classes {sorted(overlap)} appear in both")
+
+
+def _diverged(step: int, cfg: DamoConfig, what: str) -> str:
+    """Where DAMO's numbers became NaN/inf, and what to change."""
+    if step == 0:  # before any update the learning rate cannot be the cause
+        return (f"DAMO at step 0, before any update: {what}, so the learning rate is not the cause: the model's "
+                "outputs or their gradients on the synthetic samples overflow; check the model and the samples")
+    updates = f"{step} update" + ("s" if step > 1 else "")
+    return (f"DAMO diverged at step {step} (after {updates} with {cfg.optimizer}, lr={cfg.lr:g}): {what}; "
+            f"lower lr (e.g. lr={cfg.lr / 10:g})")
+
+
+def _raise_if_diverged(G: np.ndarray, step: int, cfg: DamoConfig, losses: Sequence[torch.Tensor]) -> None:
+    """Stop at the first step whose task gradients (their Gram matrix G, already on the host) hold NaN/inf."""
+    if np.isfinite(G).all():
+        return
+    shown = ", ".join(f"{n} {v.item():.3g}" for n, v in zip(("L_R", "L_F", "L_Disc"), losses))
+    raise NonFiniteError(_diverged(step, cfg, f"the losses or their gradients are not finite ({shown})"))
+
+
+def _raise_if_final_diverged(model: nn.Module, x: torch.Tensor, steps: int, cfg: DamoConfig) -> None:
+    """The last update may have diverged unseen (a check on such a model can even pass the stopping rule):
+    its weights, then its eval-mode outputs on `x` (read only: no weight, buffer or random draw changes)."""
+    bad = nonfinite_tensors(model)
+    if not bad:
+        with torch.no_grad():
+            if bool(torch.isfinite(_eval_logits(model, x, cfg.eval_batch_size)).all()):
+                return
+    what = f"the parameters {bad[:5]} are not finite" if bad else "the model's outputs are not finite"
+    raise NonFiniteError(_diverged(steps, cfg, what))
 
 
 def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tensor, y_f: torch.Tensor,
@@ -626,6 +658,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
         raise TypeError(f"config must be a DamoConfig, got {type(cfg).__name__}")
     seed = validate_seed(seed)
     _check_data(x_r, y_r, x_f, y_f, getattr(model, "num_classes", None))
+    check_finite_model(model)
     if x_check is not None:
         if not isinstance(x_check, torch.Tensor):
             raise TypeError("x_check must be a tensor of held-out synthetic forget samples, "
@@ -633,6 +666,8 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
         if x_check.shape[0] == 0 or tuple(x_check.shape[1:]) != tuple(x_f.shape[1:]):
             raise ValueError(f"x_check must be a non-empty batch shaped like x_f {tuple(x_f.shape[1:])}, "
                              f"got {tuple(x_check.shape)}")
+        if not bool(torch.isfinite(x_check).all()):
+            raise ValueError("x_check holds NaN or inf values; synthesise it again from a model with finite outputs")
     dev = resolve_device(cfg.device)
     model.to(dev)
     num_classes = getattr(model, "num_classes", int(max(y_r.max(), y_f.max())) + 1)
@@ -695,6 +730,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
             l_d = circle_center_loss(h_r, row_of[y_r[ri]], centres, cfg.delta, o_p, o_n, origin)
             buf.fill(2, l_d)
         G = (buf.rows @ buf.rows.T).double().cpu().numpy()
+        _raise_if_diverged(G, step, cfg, (l_r, l_f, l_d) if cfg.disc else (l_r, l_f))
         stats = gradient_stats(G, lam)
         if cfg.multitask:
             w, _ = simplex_weights(G, lam, cfg.c)
@@ -749,6 +785,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
                 break
     bar.close()
     model.eval()
+    _raise_if_final_diverged(model, x_chk, step + 1, cfg)
     for p in params:  # drop the views into our buffer so the caller's model holds no stale gradients
         p.grad = None
     return {"config": dataclasses.asdict(cfg), "seed": seed, "steps": step + 1, "stop_reason": stop_reason,

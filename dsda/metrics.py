@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .checks import validate_seed
+from .checks import check_finite_model, validate_seed
 from .profiles import Profile, get_profile
 from .utils import check_choice, check_positive, resolve_device
 
@@ -423,12 +423,22 @@ def _groups(p_train: torch.Tensor, y_train: torch.Tensor, p_test: torch.Tensor, 
                    pick(p_test, y_test, f_te), pick(p_test, y_test, r_te), (p_test, y_test))
 
 
+def _check_finite_outputs(*probs: torch.Tensor) -> None:
+    """Probabilities with NaN would fail later inside an attack, far from the cause: say it here."""
+    n_bad = sum(int((~torch.isfinite(p)).any(dim=1).sum()) for p in probs)
+    if n_bad:
+        raise ValueError(f"the model's outputs are not finite (NaN or inf) on {n_bad} of {sum(len(p) for p in probs)} "
+                         "images although its weights and buffers are finite: its forward pass overflows")
+
+
 def _collect(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], num_classes: int | None,
              batch_size: int, device) -> _Groups:
     (x_tr, y_tr), (x_te, y_te) = _xy("train", train), _xy("test", test)
     k = _num_classes(model, num_classes)
+    check_finite_model(model)
     p_tr = predict_proba(model, x_tr, batch_size, device)
     p_te = predict_proba(model, x_te, batch_size, device)
+    _check_finite_outputs(p_tr, p_te)
     if p_tr.shape[1] != k:
         raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
     return _groups(p_tr, y_tr, p_te, y_te, forget_classes, k)
@@ -555,7 +565,9 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     idx = eval_train_subset(train.y, prof.eval_train_per_class)
     y_tr = train.y[idx]
     dev = resolve_device(device)
+    check_finite_model(model)
     p_tr, p_te = _cached_proba(model, train.x, idx, test.x, prof.eval_batch_size, dev)
+    _check_finite_outputs(p_tr, p_te)
     if p_tr.shape[1] != k:
         raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
     g = _groups(p_tr, y_tr, p_te, test.y, forget_classes, k)

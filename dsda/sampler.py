@@ -79,7 +79,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import validate_seed
+from .checks import NonFiniteError, check_finite_model, validate_seed
 from .utils import check_choice, check_positive, resolve_device
 
 SAMPLERS = ("sgld", "heun", "aegds")
@@ -94,10 +94,6 @@ CONFIDENT_PROB = 0.9  # "confident" = p(y | x) >= 0.9, the benchmark's target (b
 DEFAULT_ALPHA = {"sgld": 10.0, "heun": 20.0, "aegds": 20.0}
 
 ScoreFn = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]"]
-
-
-class NonFiniteError(RuntimeError):
-    """The energy or the score became NaN or infinite during sampling."""
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -344,6 +340,11 @@ def _raise_if_nonfinite(finite: torch.Tensor, upto: int, cfg: SamplerConfig) -> 
     if upto == 0 or bool(finite[:upto].all()):
         return
     j = int((~finite[:upto]).nonzero()[0, 0])                      # first bad evaluation
+    if j == 0:  # at x_0, before any step: no step size can be the cause
+        raise NonFiniteError(
+            f"non-finite energy or score at the initial samples x_0 (score evaluation 1 of {cfg.nfe}, before any "
+            f"step) with {cfg.settings()}: the model's outputs are not finite there; check the model (its weights, "
+            "buffers and forward pass) and init_scale, not the step size")
     step, which = divmod(j, cfg.evals_per_step)
     where = "at x" if which == 0 else "at the predictor x'"
     raise NonFiniteError(
@@ -521,6 +522,7 @@ def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampl
     labels = _check_classes(classes, num_classes)
     check_positive("n_per_class", n_per_class)
     seed = validate_seed(seed)
+    check_finite_model(model)  # NaN weights would fail at step 0 as if the step size were too large
     device = resolve_device(cfg.device)
     home = next((t.device for t in (*model.parameters(), *model.buffers())), device)
     work = model if _same_device(home, device) else copy.deepcopy(model).to(device)

@@ -1,5 +1,8 @@
 """dsda.checks, the one module of argument checks: seeds are validated (never coerced) by every public entry
-point, and forget classes are checked in one place. Fast: a few seconds in all."""
+point, forget classes are checked in one place, and a model or an optimisation that
+produces NaN/inf is reported where the cause is (the model, DAMO's learning rate), not as a symptom further on.
+Fast: a few seconds in all."""
+import copy
 import functools
 import re
 import sys
@@ -124,3 +127,88 @@ def test_forget_class_validators_are_one_definition():
     with pytest.raises(ValueError, match=r"^forget \[5\] out of range; allowed range 0\.\.4$"):
         C.validate_forget_classes([5], 5, name="forget")
 
+
+# ----------------------------------------------------------------------------- finiteness: name the cause
+
+def nan_model(where):
+    m = cnn()
+    tensors = dict(m.named_parameters()) | dict(m.named_buffers())
+    with torch.no_grad():
+        tensors[where].view(-1)[0] = float("nan")
+    return m
+
+
+def overflowing_model():
+    """Finite weights whose logits are inf: the forward pass itself overflows."""
+    m = cnn()
+    with torch.no_grad():
+        m.fc.weight.fill_(3e38)
+        m.fc.bias.fill_(3e38)
+    return m
+
+
+@pytest.mark.parametrize("where", ["fc.weight", "stages.0.1.running_mean"])
+def test_sampler_names_nan_weights_or_buffers_not_the_step_size(where):
+    pattern = rf"^model's outputs are not finite: its weights or buffers hold NaN or inf \({re.escape(where)}\)"
+    with pytest.raises(ValueError, match=pattern) as err:
+        S.synthesize(nan_model(where), [0, 1], 2, nfe=4, device="cpu")
+    assert "alpha" not in str(err.value)
+    with pytest.raises(ValueError, match=pattern):          # the same through DSDA
+        U.unlearn(nan_model(where), [1], profile="smoke", device="cpu", n_per_class=2, nfe=2, max_steps=1)
+
+
+def test_sampler_blames_the_model_when_its_outputs_overflow_at_the_start():
+    with pytest.raises(S.NonFiniteError, match=r"at the initial samples x_0 \(score evaluation 1 of 4, before any "
+                                               r"step\).*the model's outputs are not finite.*not the step size") as err:
+        S.synthesize(overflowing_model(), [0, 1], 2, nfe=4, device="cpu")
+    assert "lower alpha" not in str(err.value)
+
+
+def _damo_data(k=4):
+    x, y = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(40) % k
+    return x[y != 1], y[y != 1], x[y == 1], y[y == 1]
+
+
+@pytest.mark.parametrize("options", [{}, {"multitask": False}, {"disc": False}], ids=["paper", "wo-mt", "wo-disc"])
+def test_diverging_damo_names_the_step_and_the_learning_rate(options):
+    cfg = DM.DamoConfig(lr=1e6, max_steps=20, device="cpu", batch_retain=16, batch_forget=8, **options)
+    with pytest.raises(S.NonFiniteError, match=r"^DAMO diverged at step 1 \(after 1 update with adam, lr=1e\+06\): "
+                                               r"the losses or their gradients are not finite \(L_R nan, L_F nan"
+                                               r".*lower lr \(e\.g\. lr=100000\)$"):
+        DM.damo(cnn(4), *_damo_data(), cfg)
+
+
+def test_damo_whose_last_update_diverges_does_not_return_a_nan_model():
+    cfg = DM.DamoConfig(lr=1e6, max_steps=1, device="cpu", batch_retain=16, batch_forget=8)
+    with pytest.raises(S.NonFiniteError, match=r"^DAMO diverged at step 1 .*lr=1e\+06\): the model's outputs are "
+                                               r"not finite; lower lr"):
+        DM.damo(cnn(4), *_damo_data(), cfg)
+
+
+def test_damo_blames_the_model_not_the_learning_rate_before_any_update():
+    with pytest.raises(ValueError, match=r"^model's outputs are not finite: .*\(fc\.weight\)"):
+        DM.damo(nan_model("fc.weight"), *_damo_data(10), DM.DamoConfig(max_steps=2, device="cpu"))
+    m = overflowing_model()
+    with pytest.raises(S.NonFiniteError, match=r"^DAMO at step 0, before any update: .*the learning rate is not the "
+                                               r"cause"):
+        DM.damo(m, *_damo_data(10), DM.DamoConfig(max_steps=2, device="cpu"))
+    x_r, y_r, x_f, y_f = _damo_data(10)
+    with pytest.raises(ValueError, match=r"^x_f holds NaN or inf values"):
+        DM.damo(cnn(), x_r, y_r, x_f * float("nan"), y_f, DM.DamoConfig(max_steps=2, device="cpu"))
+
+
+def test_evaluate_says_the_models_outputs_are_not_finite():
+    with pytest.raises(ValueError, match=r"^model's outputs are not finite: .*\(stages\.0\.1\.running_mean\)"):
+        M.evaluate(nan_model("stages.0.1.running_mean"), "smoke", [3], device="cpu")
+    with pytest.raises(ValueError, match=r"^the model's outputs are not finite \(NaN or inf\) on \d+ of \d+ images "
+                                         r"although its weights and buffers are finite"):
+        M.evaluate(overflowing_model(), "smoke", [3], device="cpu")
+    with pytest.raises(ValueError, match=r"^model's outputs are not finite"):     # the model-level attacks too
+        M.mia_loss_cv_model(nan_model("fc.bias"), digits(), digits(), [3], device="cpu")
+
+
+def test_nonfinite_tensors_reads_only():
+    m = nan_model("fc.bias")
+    before = copy.deepcopy(m.state_dict())
+    assert C.nonfinite_tensors(m) == ["fc.bias"] and C.nonfinite_tensors(cnn()) == []
+    torch.testing.assert_close(m.state_dict(), before, rtol=0, atol=0, equal_nan=True)
