@@ -1,4 +1,4 @@
-"""One module of argument checks used by every entry point: the library and the CLI.
+"""One module of argument checks used by every entry point: the library, the CLI and the notebooks.
 
 Each check raises before any work starts, with a message that names the parameter and the allowed values
 or form. It imports only torch and numpy (never `dsda.data`), so the source-free method modules use it too.
@@ -7,10 +7,12 @@ or form. It imports only torch and numpy (never `dsda.data`), so the source-free
 - `validate_seed`: a non-negative integer (not a bool): 0.9, "0", False and -1 are errors, never coerced.
 - `validate_forget_classes`: class ids of one forget task, sorted.
 - `nonfinite_tensors`: which weights or buffers of a model hold NaN or inf (the cause, when outputs are not finite).
+- `check_notebook_params`: the notebooks' parameters, right after papermill injected them.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -102,3 +104,87 @@ def check_finite_model(model: nn.Module, name: str = "model") -> None:
         raise ValueError(f"{name}'s outputs are not finite: its weights or buffers hold NaN or inf ({shown}); "
                          "load or train a valid model")
 
+
+# ----------------------------------------------------------------------------- notebook parameters
+
+def _int_list(v: Any, minimum: int) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(c) and c >= minimum for c in v)
+
+
+def _classes(v: Any) -> bool:
+    return _int_list(v, 0) and len(set(v)) == len(v)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _device(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    if v == "auto":
+        return True
+    try:
+        torch.device(v)
+    except RuntimeError:
+        return False
+    return True
+
+
+# form -> (test, what the message says is allowed); a trailing "?" in a notebook's form also allows None
+NOTEBOOK_FORMS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str) and v != "", "a name (a non-empty string)"),
+    "device": (_device, "a device name: 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"),
+    "flag": (lambda v: isinstance(v, bool), "True or False"),
+    "positive_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "fraction": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    # lists
+    "names": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(s, str) for s in v),
+              "a non-empty list of names such as ['dsda', 'retrain']"),
+    "positive_numbers": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_number(a) and a > 0 for a in v),
+                         "a non-empty list of positive numbers such as [1e-4, 1e-3]"),
+    "classes": (_classes, "a non-empty list of distinct class ids (integers >= 0) such as [3] or [3, 5]"),
+    "tasks": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
+              (_is_int(t) and t >= 0) or _classes(t) for t in v),
+              "a non-empty list of forget tasks, each a class id or a list of class ids, such as [[3], [3, 5]]"),
+    "seeds": (lambda v: _int_list(v, 0), "a non-empty list of non-negative integer seeds such as [0] or [0, 1, 2]"),
+}
+LIST_FORMS = ("names", "positive_numbers", "classes", "tasks", "seeds")
+
+
+def _form(form: Any) -> tuple[Callable[[Any], bool], str, bool, bool]:
+    """(test, description, None allowed, a list expected) of a declared form: a name of NOTEBOOK_FORMS or
+    "profile" (with a trailing "?": None allowed too), or a tuple of allowed values."""
+    if isinstance(form, tuple):
+        return (lambda v: v in form), f"one of {', '.join(map(repr, form))}", False, False
+    base = form[:-1] if isinstance(form, str) and form.endswith("?") else form
+    if base == "profile":
+        from .profiles import PROFILES  # at call time: profiles imports utils, which imports this module
+        return (lambda v: isinstance(v, str) and v in PROFILES), f"one of {', '.join(map(repr, PROFILES))}", \
+            base != form, False
+    if base not in NOTEBOOK_FORMS:
+        raise ValueError(f"unknown parameter form {form!r}; allowed: a tuple of values, 'profile' or one of "
+                         f"{', '.join(NOTEBOOK_FORMS)} (a trailing '?' also allows None)")
+    test, what = NOTEBOOK_FORMS[base]
+    return test, what, base != form, base in LIST_FORMS
+
+
+def check_notebook_params(namespace: Mapping[str, Any], **forms: Any) -> None:
+    """Check a notebook's parameters (`namespace`: its globals()) against their declared forms.
+
+    Called first thing after the parameters cell, so a value papermill injected in the wrong form fails
+    before any work, naming the parameter: e.g. `-r forget_classes 10` (the string "10", which `list()`
+    would silently turn into the classes [1, 0]) or `-p seeds notalist`.
+    """
+    for name, form in forms.items():
+        if name not in namespace:
+            raise ValueError(f"check_notebook_params: the notebook has no parameter {name!r}")
+        value = namespace[name]
+        test, what, optional, is_list = _form(form)
+        if (value is None and optional) or (value is not None and test(value)):
+            continue
+        hint = (f"; papermill's -p and -r pass one value: give a list as YAML, e.g. -y '{name}: [3, 5]'"
+                if is_list and not isinstance(value, (list, tuple)) else "")
+        raise ValueError(f"notebook parameter {name}={value!r} is not valid; expected {what}"
+                         f"{' or None (the default)' if optional else ''}{hint}")

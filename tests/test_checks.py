@@ -1,5 +1,5 @@
 """dsda.checks, the one module of argument checks: seeds are validated (never coerced) by every public entry
-point, forget classes are checked in one place, and a model or an optimisation that
+point, forget classes and notebook parameters are checked in one place, and a model or an optimisation that
 produces NaN/inf is reported where the cause is (the model, DAMO's learning rate), not as a symptom further on.
 Fast: a few seconds in all."""
 import copy
@@ -126,6 +126,52 @@ def test_forget_class_validators_are_one_definition():
         U.validate_forget_classes("10", 10)                        # never list("10") == ["1", "0"]
     with pytest.raises(ValueError, match=r"^forget \[5\] out of range; allowed range 0\.\.4$"):
         C.validate_forget_classes([5], 5, name="forget")
+
+
+# ----------------------------------------------------------------------------- notebook parameters
+
+GOOD = dict(profile="smoke", dataset=None, forget_classes=[3, 5], multi_forget=(3, 5), seeds=[0, 1], tasks=[[3], 5],
+            device="cuda:1", threads=2, n_eval=0, frac=1.0, lrs=[1e-4, 1e-3], methods=["dsda"], interactive=False,
+            sampler="aegds")
+FORMS = dict(profile="profile", dataset="name?", forget_classes="classes?", multi_forget="classes?",
+             seeds="seeds?", tasks="tasks?", device="device", threads="positive_int?", n_eval="nonneg_int?",
+             frac="fraction?", lrs="positive_numbers?", methods="names?", interactive="flag",
+             sampler=("sgld", "heun", "aegds"))
+
+
+def test_notebook_params_in_their_forms_pass():
+    C.check_notebook_params(GOOD, **FORMS)
+    C.check_notebook_params({**GOOD, "forget_classes": None, "seeds": None, "device": "auto"}, **FORMS)
+
+
+@pytest.mark.parametrize("name,value,pattern", [
+    ("forget_classes", "10", r"forget_classes='10' is not valid; expected a non-empty list of distinct class ids "
+                             r".* or None \(the default\); .*-y 'forget_classes: \[3, 5\]'"),
+    ("forget_classes", 10, r"forget_classes=10 is not valid; expected a non-empty list of distinct class ids"),
+    ("forget_classes", [1, 1], "forget_classes=\\[1, 1\\]"), ("forget_classes", [-1], "forget_classes"),
+    ("forget_classes", [True], "forget_classes"), ("forget_classes", [], "forget_classes"),
+    ("multi_forget", [3.0], "multi_forget"),
+    ("seeds", "notalist", r"seeds='notalist' is not valid; expected a non-empty list of non-negative integer seeds"),
+    ("seeds", 0, "seeds=0"), ("seeds", [0.5], "seeds"), ("seeds", [-1], "seeds"),
+    ("tasks", [[3, 3]], "tasks"), ("tasks", "3", "tasks"),
+    ("profile", "gpu", r"profile='gpu' is not valid; expected one of 'smoke', 'cpu'"),
+    ("profile", None, r"profile=None is not valid"),
+    ("device", "tpu", r"device='tpu' is not valid; expected a device name"), ("device", 0, "device"),
+    ("threads", 0, r"threads=0 is not valid; expected a positive integer or None"), ("threads", 2.0, "threads"),
+    ("n_eval", -1, "n_eval=-1 .*a non-negative integer"), ("frac", 1.5, r"frac=1\.5 .*\(0, 1\]"),
+    ("lrs", [0], "lrs"), ("lrs", 1e-3, "lrs"), ("methods", "dsda", "methods"), ("interactive", "False", "interactive"),
+    ("sampler", "langevin", r"sampler='langevin' is not valid; expected one of 'sgld', 'heun', 'aegds'$"),
+])
+def test_notebook_param_in_the_wrong_form_is_named(name, value, pattern):
+    with pytest.raises(ValueError, match=f"^notebook parameter {pattern}"):
+        C.check_notebook_params({**GOOD, name: value}, **FORMS)
+
+
+def test_notebook_check_rejects_its_own_misuse():
+    with pytest.raises(ValueError, match="no parameter 'seed'"):
+        C.check_notebook_params(GOOD, seed="seeds")
+    with pytest.raises(ValueError, match="unknown parameter form 'class'.*classes"):
+        C.check_notebook_params(GOOD, forget_classes="class")
 
 
 # ----------------------------------------------------------------------------- finiteness: name the cause

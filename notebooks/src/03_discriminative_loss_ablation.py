@@ -46,6 +46,7 @@ from sklearn.metrics import silhouette_score
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.damo import DamoConfig, damo
 from dsda.data import dataset_info
 from dsda.metrics import accuracy
@@ -53,6 +54,10 @@ from dsda.sampler import SamplerConfig
 from dsda.unlearn import CPU_CANDIDATE, CPU_PREVIOUS, profile_defaults, route_overrides
 from dsda.utils import resolve_device
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", tsne_per_class="positive_int?",
+                      lrs="positive_numbers?", sens_max_steps="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 dev = resolve_device(P.device)
