@@ -107,16 +107,21 @@ def check_finite_model(model: nn.Module, name: str = "model") -> None:
 
 # ----------------------------------------------------------------------------- notebook parameters
 
-def _int_list(v: Any, minimum: int) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(c) and c >= minimum for c in v)
-
-
-def _classes(v: Any) -> bool:
-    return _int_list(v, 0) and len(set(v)) == len(v)
+def _nonneg_int(v: Any) -> bool:
+    return _is_int(v) and v >= 0
 
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _list_of(item: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A test for a non-empty list (or tuple) whose every item passes `item`."""
+    return lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(item(x) for x in v)
+
+
+def _classes(v: Any) -> bool:
+    return _list_of(_nonneg_int)(v) and len(set(v)) == len(v)
 
 
 def _device(v: Any) -> bool:
@@ -137,18 +142,16 @@ NOTEBOOK_FORMS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "device": (_device, "a device name: 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"),
     "flag": (lambda v: isinstance(v, bool), "True or False"),
     "positive_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "nonneg_int": (_nonneg_int, "a non-negative integer"),
     "fraction": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    # lists
-    "names": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(s, str) for s in v),
-              "a non-empty list of names such as ['dsda', 'retrain']"),
-    "positive_numbers": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_number(a) and a > 0 for a in v),
+    # lists (papermill's -p and -r cannot pass them)
+    "names": (_list_of(lambda x: isinstance(x, str)), "a non-empty list of names such as ['dsda', 'retrain']"),
+    "positive_numbers": (_list_of(lambda x: _number(x) and x > 0),
                          "a non-empty list of positive numbers such as [1e-4, 1e-3]"),
     "classes": (_classes, "a non-empty list of distinct class ids (integers >= 0) such as [3] or [3, 5]"),
-    "tasks": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
-              (_is_int(t) and t >= 0) or _classes(t) for t in v),
+    "tasks": (_list_of(lambda t: _nonneg_int(t) or _classes(t)),
               "a non-empty list of forget tasks, each a class id or a list of class ids, such as [[3], [3, 5]]"),
-    "seeds": (lambda v: _int_list(v, 0), "a non-empty list of non-negative integer seeds such as [0] or [0, 1, 2]"),
+    "seeds": (_list_of(_nonneg_int), "a non-empty list of non-negative integer seeds such as [0] or [0, 1, 2]"),
 }
 LIST_FORMS = ("names", "positive_numbers", "classes", "tasks", "seeds")
 
@@ -161,12 +164,12 @@ def _form(form: Any) -> tuple[Callable[[Any], bool], str, bool, bool]:
     base = form[:-1] if isinstance(form, str) and form.endswith("?") else form
     if base == "profile":
         from .profiles import PROFILES  # at call time: profiles imports utils, which imports this module
-        return (lambda v: isinstance(v, str) and v in PROFILES), f"one of {', '.join(map(repr, PROFILES))}", \
-            base != form, False
-    if base not in NOTEBOOK_FORMS:
+        test, what = (lambda v: isinstance(v, str) and v in PROFILES), f"one of {', '.join(map(repr, PROFILES))}"
+    elif base in NOTEBOOK_FORMS:
+        test, what = NOTEBOOK_FORMS[base]
+    else:
         raise ValueError(f"unknown parameter form {form!r}; allowed: a tuple of values, 'profile' or one of "
                          f"{', '.join(NOTEBOOK_FORMS)} (a trailing '?' also allows None)")
-    test, what = NOTEBOOK_FORMS[base]
     return test, what, base != form, base in LIST_FORMS
 
 

@@ -425,10 +425,10 @@ def _groups(p_train: torch.Tensor, y_train: torch.Tensor, p_test: torch.Tensor, 
 
 def _check_finite_outputs(*probs: torch.Tensor) -> None:
     """Probabilities with NaN would fail later inside an attack, far from the cause: say it here."""
-    n_bad = sum(int((~torch.isfinite(p)).any(dim=1).sum()) for p in probs)
+    n_bad, n = sum(int((~torch.isfinite(p)).any(dim=1).sum()) for p in probs), sum(len(p) for p in probs)
     if n_bad:
-        raise ValueError(f"the model's outputs are not finite (NaN or inf) on {n_bad} of {sum(len(p) for p in probs)} "
-                         "images although its weights and buffers are finite: its forward pass overflows")
+        raise ValueError(f"the model's outputs are not finite (NaN or inf) on {n_bad} of {n} images although its "
+                         "weights and buffers are finite: its forward pass overflows")
 
 
 def _collect(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], num_classes: int | None,

@@ -159,7 +159,8 @@ def test_notebook_params_in_their_forms_pass():
     ("device", "tpu", r"device='tpu' is not valid; expected a device name"), ("device", 0, "device"),
     ("threads", 0, r"threads=0 is not valid; expected a positive integer or None"), ("threads", 2.0, "threads"),
     ("n_eval", -1, "n_eval=-1 .*a non-negative integer"), ("frac", 1.5, r"frac=1\.5 .*\(0, 1\]"),
-    ("lrs", [0], "lrs"), ("lrs", 1e-3, "lrs"), ("methods", "dsda", "methods"), ("interactive", "False", "interactive"),
+    ("lrs", [0], "lrs"), ("lrs", 1e-3, "lrs"), ("methods", "dsda", "methods"),
+    ("interactive", "False", "interactive"),
     ("sampler", "langevin", r"sampler='langevin' is not valid; expected one of 'sgld', 'heun', 'aegds'$"),
 ])
 def test_notebook_param_in_the_wrong_form_is_named(name, value, pattern):
@@ -204,10 +205,10 @@ def test_sampler_names_nan_weights_or_buffers_not_the_step_size(where):
 
 
 def test_sampler_blames_the_model_when_its_outputs_overflow_at_the_start():
-    with pytest.raises(S.NonFiniteError, match=r"at the initial samples x_0 \(score evaluation 1 of 4, before any "
-                                               r"step\).*the model's outputs are not finite.*not the step size") as err:
+    pattern = r"at the initial samples x_0 \(score evaluation 1 of 4, before any step\).*outputs are not finite"
+    with pytest.raises(S.NonFiniteError, match=pattern) as err:
         S.synthesize(overflowing_model(), [0, 1], 2, nfe=4, device="cpu")
-    assert "lower alpha" not in str(err.value)
+    assert "not the step size" in str(err.value) and "lower alpha" not in str(err.value)
 
 
 def _damo_data(k=4):
