@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .checks import check_seed
+from .checks import NonFiniteError, check_finite_model, nonfinite_tensors, validate_seed
 from .losses import (FORGET_LOSSES, RETAIN_LOSSES, circle_center_loss, class_centres, forget_loss,
                      original_similarities, retain_loss, teacher_distribution)
 from .modes import eval_logits, kept_modes
@@ -202,9 +202,39 @@ def _check_data(x_r, y_r, x_f, y_f, num_classes: int | None) -> None:
             raise TypeError(f"labels of {name} must be an integer tensor, got {y.dtype}")
         if num_classes is not None and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(f"labels of {name} must lie in 0..{num_classes - 1}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} holds NaN or inf values; synthesise it again from a model with finite outputs")
     overlap = set(y_r.unique().tolist()) & set(y_f.unique().tolist())
     if overlap:
         raise ValueError(f"retain and forget labels overlap: classes {sorted(overlap)} appear in both")
+
+
+def _diverged(step: int, cfg: DamoConfig, what: str) -> str:
+    """Where DAMO's numbers became NaN/inf, and what to change."""
+    if step == 0:  # before any update the learning rate cannot be the cause
+        return (f"DAMO at step 0, before any update: {what}, so the learning rate is not the cause: the model's "
+                "outputs or their gradients on the synthetic samples overflow; check the model and the samples")
+    updates = f"{step} update" + ("s" if step > 1 else "")
+    return (f"DAMO diverged at step {step} (after {updates} with adam, lr={cfg.lr:g}): {what}; "
+            f"lower lr (e.g. lr={cfg.lr / 10:g})")
+
+
+def _raise_if_diverged(rows: torch.Tensor, step: int, cfg: DamoConfig, losses: Sequence[torch.Tensor]) -> None:
+    """Stop at the first step whose task gradients hold NaN/inf (before Thm 3.3 would meet them)."""
+    if bool(torch.isfinite(rows).all()):
+        return
+    shown = ", ".join(f"{n} {v.item():.3g}" for n, v in zip(("L_R", "L_F", "L_Disc"), losses))
+    raise NonFiniteError(_diverged(step, cfg, f"the losses or their gradients are not finite ({shown})"))
+
+
+def _raise_if_final_diverged(model: nn.Module, x: torch.Tensor, steps: int, cfg: DamoConfig) -> None:
+    """The last update may have diverged unseen (a check on such a model can even pass the stopping rule):
+    its weights, then its eval-mode outputs on `x` (read only: no weight, buffer or random draw changes)."""
+    bad = nonfinite_tensors(model)
+    if not bad and bool(torch.isfinite(eval_logits(model, x, cfg.eval_batch_size)).all()):
+        return
+    what = f"the parameters {bad[:5]} are not finite" if bad else "the model's outputs are not finite"
+    raise NonFiniteError(_diverged(steps, cfg, what))
 
 
 # ----------------------------------------------------------------------------- set-up, step, check, history
@@ -279,7 +309,7 @@ def _prepare(model, cfg: DamoConfig, x_r, y_r, x_f, y_f, seed: int, centres) -> 
     return state, retain, forget
 
 
-def _step(model: nn.Module, cfg: DamoConfig, s: _State) -> dict[str, Any]:
+def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, Any]:
     """One DAMO step (Alg. 2's inner loop); returns what the history records."""
     dev = s.x_r.device
     ri, fi = s.rb.next().to(dev), s.fb.next().to(dev)
@@ -292,6 +322,7 @@ def _step(model: nn.Module, cfg: DamoConfig, s: _State) -> dict[str, Any]:
     if cfg.disc:
         l_d = circle_center_loss(h_r, s.row_of[s.y_r[ri]], s.centres, cfg.delta, s.o_p, s.o_n, s.origin)
         s.buf.fill(2, l_d)
+    _raise_if_diverged(s.buf.rows, step, cfg, (l_r, l_f) if l_d is None else (l_r, l_f, l_d))
     lam = cfg.lambdas[:cfg.n_tasks]
     if cfg.multitask:
         _, w, info = multitask_direction(s.buf.rows, lam, cfg.c, out=s.buf.flat)   # Thm 3.3
@@ -359,8 +390,9 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
     cfg = (config or DamoConfig()).replace(**overrides) if overrides else (config or DamoConfig())
     if not isinstance(cfg, DamoConfig):
         raise TypeError(f"config must be a DamoConfig, got {type(cfg).__name__}")
-    seed = check_seed(seed)
+    seed = validate_seed(seed)
     _check_data(x_r, y_r, x_f, y_f, getattr(model, "num_classes", None))
+    check_finite_model(model)
     t_start = time.perf_counter()
     s, retain, forget = _prepare(model, cfg, x_r, y_r, x_f, y_f, seed, centres)
     hist, stop_reason, step, t_callbacks = _History(), "max_steps", 0, 0.0
@@ -368,7 +400,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
     bar = tqdm(range(cfg.max_steps), desc="DAMO", disable=not cfg.progress, leave=False)
     _set_train_mode(model)
     for step in bar:
-        hist.add(_step(model, cfg, s))
+        hist.add(_step(model, cfg, s, step))
         if (step + 1) % cfg.check_every == 0:
             check, t_cb = _check(model, cfg, s, step + 1, callback)
             t_callbacks += t_cb
@@ -378,6 +410,7 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
                 break
     bar.close()
     model.eval()
+    _raise_if_final_diverged(model, s.x_f, step + 1, cfg)
     for p in s.params:  # drop the views into our buffer so the caller's model holds no stale gradients
         p.grad = None
     conflicts = hist.records["conflict"]

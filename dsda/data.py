@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .checks import validate_forget_classes  # noqa: F401  (re-exported: one definition, in dsda.checks)
 from .utils import check_choice, resolve_device
 
 DATASET_NAMES = ("fashion_mnist", "digits", "cifar10", "cifar100", "pins")
@@ -914,42 +915,6 @@ def clear_cache() -> None:
 
 
 # ----------------------------------------------------------------------------- class-level splits
-
-def validate_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
-    """An int or an iterable of ints, all in [0, num_classes), no duplicates, not every class -> sorted tuple."""
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if isinstance(forget_classes, (str, bytes)) or forget_classes is None:
-        raise ValueError(f"forget_classes must be an int or an iterable of ints, got {forget_classes!r}")
-    if isinstance(forget_classes, torch.Tensor) and forget_classes.dim() == 0:
-        forget_classes = forget_classes.item()
-    if isinstance(forget_classes, (int, np.integer)) and not isinstance(forget_classes, bool):
-        items = [forget_classes]
-    else:
-        try:
-            items = list(forget_classes)
-        except TypeError:
-            raise ValueError(f"forget_classes must be an int or an iterable of ints, got {forget_classes!r}") from None
-    if not items:
-        raise ValueError("forget_classes is empty; name at least one class to forget "
-                         f"(allowed range 0..{num_classes - 1})")
-    classes = []
-    for c in items:
-        if isinstance(c, torch.Tensor) and c.dim() == 0 and not c.dtype.is_floating_point and c.dtype != torch.bool:
-            c = c.item()
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise ValueError(f"forget_classes must contain integers, got {c!r} ({type(c).__name__})")
-        classes.append(int(c))
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise ValueError(f"forget_classes {bad} out of range; allowed range 0..{num_classes - 1}")
-    if len(set(classes)) != len(classes):
-        dup = sorted({c for c in classes if classes.count(c) > 1})
-        raise ValueError(f"forget_classes contains duplicates {dup}")
-    if len(classes) == num_classes:
-        raise ValueError(f"forget_classes names all {num_classes} classes; at least one class must be retained")
-    return tuple(sorted(classes))
-
 
 def class_split(y: torch.Tensor, forget_classes, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted int64 indices of the samples whose label is a forget class, and of all the others."""

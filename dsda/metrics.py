@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checks import check_finite_model, validate_seed
 from .profiles import Profile, get_profile
 from .utils import check_choice, check_positive, resolve_device
 
@@ -334,6 +335,7 @@ def mia_loss_cv(member_probs: Any, member_labels: Any, nonmember_probs: Any, non
     model's value on the same data, about 50 since it never saw either side. Clearly above 50 =
     forget-train samples are still recognisable; below the retrained value is no better.
     """
+    seed = validate_seed(seed)
     check_positive("n_splits", n_splits)
     if n_splits < 2:
         raise ValueError(f"n_splits must be >= 2 for cross-validation, got {n_splits}")
@@ -427,12 +429,22 @@ def _groups(p_train: torch.Tensor, y_train: torch.Tensor, p_test: torch.Tensor, 
                    pick(p_test, y_test, f_te), pick(p_test, y_test, r_te), (p_test, y_test))
 
 
+def _check_finite_outputs(*probs: torch.Tensor) -> None:
+    """Probabilities with NaN would fail later inside an attack, far from the cause: say it here."""
+    n_bad, n = sum(int((~torch.isfinite(p)).any(dim=1).sum()) for p in probs), sum(len(p) for p in probs)
+    if n_bad:
+        raise ValueError(f"the model's outputs are not finite (NaN or inf) on {n_bad} of {n} images although its "
+                         "weights and buffers are finite: its forward pass overflows")
+
+
 def _collect(model: nn.Module, train: Any, test: Any, forget_classes: Sequence[int], num_classes: int | None,
              batch_size: int, device) -> _Groups:
     (x_tr, y_tr), (x_te, y_te) = _xy("train", train), _xy("test", test)
     k = _num_classes(model, num_classes)
+    check_finite_model(model)
     p_tr = predict_proba(model, x_tr, batch_size, device)
     p_te = predict_proba(model, x_te, batch_size, device)
+    _check_finite_outputs(p_tr, p_te)
     if p_tr.shape[1] != k:
         raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
     return _groups(p_tr, y_tr, p_te, y_te, forget_classes, k)
@@ -466,6 +478,7 @@ def mia_loss_cv_model(model: nn.Module, train: Any, test: Any, forget_classes: S
                       device: str | torch.device = "auto") -> float:
     """`mia_loss_cv` on a model: forget-train (member) vs forget-class test (non-member).
     Ideal = the retrained model's value (about 50)."""
+    seed = validate_seed(seed)
     return _mia_b(_collect(model, train, test, forget_classes, num_classes, batch_size, device), seed)
 
 
@@ -483,6 +496,7 @@ def eval_train_subset(y: torch.Tensor, per_class: int | None, seed: int = 0) -> 
     """Indices (sorted) of a fixed subset of a labelled split: `per_class` images of every class (all of a
     class that has fewer), drawn with a seeded generator that does not depend on any model, so every model
     is evaluated on the same images. `per_class=None`: every index."""
+    seed = validate_seed(seed)
     if per_class is None:
         return torch.arange(len(y))
     check_positive("per_class", per_class)
@@ -545,6 +559,7 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     evaluating one model for several forget tasks costs one forward pass.
     """
     from .data import load_dataset
+    seed = validate_seed(seed)
     prof = get_profile(profile)
     train, test = load_dataset(prof.dataset, "train"), load_dataset(prof.dataset, "test")
     k = int(train.info.num_classes)
@@ -554,7 +569,9 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     idx = eval_train_subset(train.y, prof.eval_train_per_class)
     y_tr = train.y[idx]
     dev = resolve_device(device)
+    check_finite_model(model)
     p_tr, p_te = _cached_proba(model, train.x, idx, test.x, prof.eval_batch_size, dev)
+    _check_finite_outputs(p_tr, p_te)
     if p_tr.shape[1] != k:
         raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
     g = _groups(p_tr, y_tr, p_te, test.y, forget_classes, k)

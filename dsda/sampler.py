@@ -81,6 +81,7 @@ import torch
 
 from .energy import ScoreFn, energy, energy_from_logits, model_score_fn, score  # noqa: F401  (re-exported)
 from .modes import frozen  # noqa: F401  (re-exported)
+from .checks import NonFiniteError  # noqa: F401  (re-exported: where sampling callers catch it)
 from .utils import check_choice, check_positive
 
 SAMPLERS = ("sgld", "heun", "aegds")
@@ -93,10 +94,6 @@ METRICS = ("energy", "target_prob", "target_frac", "confident_frac", "score_norm
 
 # The measured best initial step size of each sampler (used when SamplerConfig.alpha is None).
 DEFAULT_ALPHA = {"sgld": 10.0, "heun": 20.0, "aegds": 20.0}
-
-
-class NonFiniteError(RuntimeError):
-    """The energy or the score became NaN or infinite during sampling."""
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -274,6 +271,11 @@ def _raise_if_nonfinite(finite: torch.Tensor, upto: int, cfg: SamplerConfig) -> 
     if upto == 0 or bool(finite[:upto].all()):
         return
     j = int((~finite[:upto]).nonzero()[0, 0])                      # first bad evaluation
+    if j == 0:  # at x_0, before any step: no step size can be the cause
+        raise NonFiniteError(
+            f"non-finite energy or score at the initial samples x_0 (score evaluation 1 of {cfg.nfe}, before any "
+            f"step) with {cfg.settings()}: the model's outputs are not finite there; check the model (its weights, "
+            "buffers and forward pass) and init_scale, not the step size")
     step, which = divmod(j, cfg.evals_per_step)
     where = "at x" if which == 0 else "at the predictor x'"
     raise NonFiniteError(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .checks import check_classes, check_seed
+from .checks import check_classes, check_finite_model, validate_seed
 from .energy import energy_from_logits, model_score_fn
 from .modes import frozen
 from .sampler import METRICS, SamplerConfig, _sync, init_samples, make_config, run_chains
@@ -143,7 +143,8 @@ def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampl
     num_classes, shape, rng = _model_meta(model)
     labels = check_classes("classes", classes, num_classes)
     check_positive("n_per_class", n_per_class)
-    seed = check_seed(seed)
+    seed = validate_seed(seed)
+    check_finite_model(model)  # NaN weights would fail at step 0 as if the step size were too large
     device = resolve_device(cfg.device)
     home = next((t.device for t in (*model.parameters(), *model.buffers())), device)
     work = model if _same_device(home, device) else copy.deepcopy(model).to(device)

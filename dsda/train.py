@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from .checks import validate_seed
 from .data import TensorDataset, dataset_info, load_dataset, split_dataset, validate_forget_classes
 from .models import Classifier, build_model
 from .profiles import Profile, TrainRecipe, get_profile
@@ -64,6 +65,7 @@ def train_model(model: Classifier, data: TensorDataset, recipe: TrainRecipe, see
     """Train `model` in place on `data` with the paper's recipe. Returns the history (loss per epoch)."""
     from tqdm.auto import tqdm
 
+    seed = validate_seed(seed)
     dev = resolve_device(device)
     model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -162,6 +164,7 @@ def find_checkpoint(profile: Profile, config: dict[str, Any]) -> Path | None:
 
 def model_config(profile: Profile, seed: int, exclude: Iterable[int] = ()) -> dict[str, Any]:
     """Everything that determines a trained model; its hash is the cache key."""
+    seed = validate_seed(seed)  # int(0.9) or int("0") would silently name the seed-0 model
     return {"format": CHECKPOINT_FORMAT, "dataset": profile.dataset, "model": profile.model,
             "width": profile.width, "recipe": dataclasses.asdict(profile.recipe), "seed": int(seed),
             "exclude_classes": sorted(int(c) for c in exclude)}
@@ -298,7 +301,7 @@ def _cached_model(profile: Profile, seed: int, exclude: tuple[int, ...], device,
 def original_model(profile: str | Profile = "cpu", seed: int = 0, device: str | torch.device = "auto",
                    force: bool = False, progress: bool = True) -> Classifier:
     """The model trained on the full training split (loaded from the cache when present)."""
-    return _cached_model(get_profile(profile), seed, (), device, force, progress)
+    return _cached_model(get_profile(profile), validate_seed(seed), (), device, force, progress)
 
 
 def retrain_model(profile: str | Profile, forget_classes: int | Iterable[int], seed: int = 0,
@@ -306,7 +309,7 @@ def retrain_model(profile: str | Profile, forget_classes: int | Iterable[int], s
     """The retrain-from-scratch oracle: same recipe, trained without the forget classes."""
     profile = get_profile(profile)
     exclude = validate_forget_classes(forget_classes, dataset_info(profile.dataset).num_classes)
-    return _cached_model(profile, seed, exclude, device, force, progress)
+    return _cached_model(profile, validate_seed(seed), exclude, device, force, progress)
 
 
 def checkpoint_record(profile: str | Profile, seed: int = 0, exclude: Iterable[int] = ()) -> dict[str, Any] | None:

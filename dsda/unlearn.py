@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
-from .checks import check_forget_classes, check_seed
+from .checks import validate_forget_classes, validate_seed
 from .damo import damo
 from .profiles import Profile, get_profile
 from .recipes import SAMPLER_FIELDS, Recipe, get_recipe
@@ -76,7 +76,7 @@ def synthetic_set(model: nn.Module, profile: str | Profile = "cpu", seed: int = 
     model, so the set serves every forget task; `unlearn(model, forget, synthetic=S)` then gives the same
     unlearned weights as `unlearn(model, forget)`, bit for bit."""
     num_classes = _check_model(model)
-    seed = check_seed(seed)
+    seed = validate_seed(seed)
     r = resolve_recipe(profile, recipe, **overrides)
     work = _work_copy(model, resolve_device(r.damo.device))
     return synthesize(work, list(range(num_classes)), r.n_per_class, seed=seed, config=r.sampler.resolved())
@@ -99,8 +99,8 @@ def unlearn(model: nn.Module, forget_classes: int | Sequence[int], profile: str 
     (`synthesis_shared` says which).
     """
     num_classes = _check_model(model)
-    forget = check_forget_classes(forget_classes, num_classes)
-    seed = check_seed(seed)
+    forget = list(validate_forget_classes(forget_classes, num_classes))
+    seed = validate_seed(seed)
     r = resolve_recipe(profile, recipe, **overrides)
     if synthetic is not None:
         _check_synthetic(synthetic, num_classes, r)

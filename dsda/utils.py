@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .checks import check_choice, check_positive  # noqa: F401  (re-exported: the checks live in dsda.checks)
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -224,19 +226,3 @@ def timer() -> Iterator[dict[str, float]]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         out["s"] = time.perf_counter() - t0
-
-
-def check_choice(name: str, value: Any, allowed) -> Any:
-    """Raise a ValueError naming the parameter and its allowed values."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not valid; allowed values: {', '.join(map(repr, allowed))}")
-    return value
-
-
-def check_positive(name: str, value: Any, integer: bool = True) -> Any:
-    ok = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float))
-    if not ok or value <= 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return value

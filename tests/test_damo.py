@@ -360,7 +360,7 @@ def test_damo_first_step_applies_the_theorem_3_3_direction():
     work = copy.deepcopy(model)
     state, _, _ = D._prepare(work, cfg, x_r, y_r, x_f, y_f, 0, centres)
     D._set_train_mode(work)
-    rec = D._step(work, cfg, state)
+    rec = D._step(work, cfg, state, 0)
     torch.testing.assert_close(state.buf.flat, d, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in state.params]), d, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(rec["w"], w, atol=1e-6)

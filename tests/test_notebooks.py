@@ -3,6 +3,7 @@ executed on the `smoke` profile through the batch runner (the golden `cpu` outpu
 see the Makefile's test command)."""
 import ast
 import json
+import os
 import subprocess
 import sys
 
@@ -73,6 +74,46 @@ def test_notebook_conventions(path):
         "committed notebooks carry golden claim lines (python -m dsda notebooks golden)"
     reprs = [c for c in code for o in c.outputs if "<Figure size" in str(o.get("data", {}).get("text/plain", ""))]
     assert not reprs, "figures are closed (run.figure), no <Figure ...> repr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_notebook_checks_every_parameter_first(path):
+    """The first statement after the imports of the cell after `parameters` (papermill injects its values
+    in between) is one dsda.checks.check_notebook_params call that declares the form of every parameter."""
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    i = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    defaults: dict = {}
+    exec(code[i].source, defaults)
+    tree = ast.parse(code[i + 1].source)
+    imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module.startswith("dsda")]
+    first = next(n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom)))
+    call = first.value
+    assert isinstance(first, ast.Expr) and isinstance(call, ast.Call) and ast.unparse(call.func) == "check_notebook_params"
+    assert [ast.unparse(a) for a in call.args] == ["globals()"]
+    assert {k.arg for k in call.keywords} == set(defaults) - {"__builtins__"}
+    namespace = {**defaults}
+    exec(compile(ast.Module(body=imports + [first], type_ignores=[]), path.name, "exec"), namespace)  # defaults pass
+
+
+@pytest.mark.parametrize("notebook,args,named", [
+    ("07_playground", ["-r", "forget_classes", "10"], "forget_classes='10'"),   # used to forget classes [0, 1]
+    ("07_playground", ["-p", "forget_classes", "3"], "forget_classes=3"),
+    ("02_accelerated_synthesis", ["-p", "seeds", "notalist"], "seeds='notalist'"),
+])
+def test_papermill_parameter_in_the_wrong_form_fails_before_any_work_naming_it(notebook, args, named, tmp_path):
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(R.notebooks_dir() / f"{notebook}.ipynb"), str(out),
+           "-p", "profile", "smoke", *args, "--cwd", str(R.notebooks_dir())]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "DSDA_OUTPUT_DIR": str(tmp_path)})
+    assert p.returncode != 0 and named in p.stderr + p.stdout
+    cells = nbformat.read(out, as_version=4).cells
+    errors = [(c, o) for c in cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert len(errors) == 1
+    cell, err = errors[0]
+    assert err.ename == "ValueError" and err.evalue.startswith(f"notebook parameter {named} is not valid; expected a "
+                                                               "non-empty list of ")
+    assert "check_notebook_params(" in cell.source and not (tmp_path / "results").exists()  # nothing ran after it
 
 
 def test_golden_outputs_are_from_the_cpu_profile():

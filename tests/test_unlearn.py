@@ -137,9 +137,9 @@ def test_other_bad_inputs():
         U.unlearn(model, [1], profile="smoke", **{**FAST, "n_per_class": 0})
     with pytest.raises(TypeError, match="num_classes"):
         U.unlearn(nn.Linear(3, 2), [1], profile="smoke")
-    from dsda.checks import check_forget_classes
-    assert check_forget_classes(torch.tensor([3, 1]), 5) == [1, 3]
-    assert check_forget_classes(2, 5) == [2]
+    from dsda.checks import validate_forget_classes
+    assert validate_forget_classes(torch.tensor([3, 1]), 5) == (1, 3)
+    assert validate_forget_classes(2, 5) == (2,)
 
 
 def test_method_modules_never_import_data_train_or_metrics():

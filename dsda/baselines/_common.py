@@ -1,6 +1,6 @@
 """Small pieces shared by the baselines that touch data (not a method: no `METHOD`, not registered).
 
-- argument checks for `run` (config type, forget classes, granted data sets);
+- argument checks for `run` (config type, seed, forget classes, granted data sets);
 - seeded minibatch indices;
 - the map between a model's normalised inputs and [0, 1] pixels, and the two adversarial attacks
   the baselines use (L-inf PGD / FGSM for Boundary Shrink, L2 PGD for ADV+IMP), run in pixel space
@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import validate_seed as check_seed  # noqa: F401  (re-exported for the methods' run)
 from ..data import TensorDataset, validate_forget_classes
 
 

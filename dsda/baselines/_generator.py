@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_forget_classes as validate_forget_classes  # noqa: F401  (one definition, re-exported)
+from ..checks import validate_forget_classes  # noqa: F401  (one definition, re-exported for the methods)
+from ..checks import validate_seed as check_seed  # noqa: F401  (re-exported for the methods)
 from ..utils import check_choice
 
 GENERATOR_OUTPUTS = ("bn", "sigmoid")
@@ -38,12 +39,6 @@ def check_classifier(model: Any, need_maps: bool = False) -> int:
         raise TypeError(f"model lacks {missing}; this method needs a dsda.models.Classifier-like interface "
                         f"({', '.join(needed)})")
     return int(model.num_classes)
-
-
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
 
 
 def check_config(config: Any, cls: type) -> Any:

@@ -115,6 +115,7 @@ def adversarial_set(original: nn.Module, x: torch.Tensor, y: torch.Tensor, retai
 def run(model, forget_classes, *, config: AdvImpConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset):
     cfg = C.check_config(config, AdvImpConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc, rc = C.check_classes(forget_classes, model)
     C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)

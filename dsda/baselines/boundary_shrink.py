@@ -66,6 +66,7 @@ def nearest_labels(original, x: torch.Tensor, y: torch.Tensor, pixels: C.PixelMa
 def run(model, forget_classes, *, config: BoundaryShrinkConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset):
     cfg = C.check_config(config, BoundaryShrinkConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc, _ = C.check_classes(forget_classes, model)
     C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)

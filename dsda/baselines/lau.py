@@ -87,6 +87,7 @@ def unlearned_target(teacher_logits: torch.Tensor, forget_classes) -> torch.Tens
 def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset):
     cfg = C.check_config(config, LAUConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc_cls, _ = C.check_classes(forget_classes, model)
     C.check_granted("forget", forget, classes=fc_cls, image_shape=model.input_shape)

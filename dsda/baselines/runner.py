@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import validate_seed
 from ..data import (DatasetInfo, TensorDataset, dataset_info, forbid_data_access, load_dataset, split_dataset,
                     validate_forget_classes)
 from ..profiles import Profile, get_profile
@@ -61,12 +62,6 @@ def _resolve_method(name: str | Method) -> Method:
     if not isinstance(name, str):
         raise TypeError(f"method must be a method name (str) or a Method, got {type(name).__name__}")
     return get_method(name)
-
-
-def _check_int(name: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -121,7 +116,7 @@ def balanced_subset(ds: TensorDataset, per_class: int, seed: int) -> TensorDatas
     """Up to `per_class` samples of every class present in `ds`, drawn without replacement by a seeded
     generator (a class with fewer samples gives all of them); rows sorted by their index in `ds`."""
     check_positive("retain_per_class", per_class)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(validate_seed(seed))
     picks = []
     for c in torch.unique(ds.y).tolist():
         idx = (ds.y == c).nonzero().flatten()
@@ -171,6 +166,7 @@ def ood_dataset(profile: str | Profile, max_samples: int | None = None, seed: in
     Labels are the source data set's own (meaningless to the model; SCAR uses only the images).
     `max_samples` keeps a seeded random subset.
     """
+    seed = validate_seed(seed)
     prof = get_profile(profile)
     target = dataset_info(prof.dataset)
     source_name = OOD_SOURCE.get(prof.dataset, "digits")
@@ -271,8 +267,8 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
     prof = get_profile(profile)
     num_classes = dataset_info(prof.dataset).num_classes
     fc = validate_forget_classes(prof.forget_classes if forget_classes is None else forget_classes, num_classes)
-    seed = _check_int("seed", seed)
-    model_seed = _check_int("model_seed", model_seed)
+    seed = validate_seed(seed)
+    model_seed = validate_seed(model_seed, "model_seed")
     for key, flag in (("evaluate", evaluate), ("progress", progress), ("return_model", return_model)):
         _check_bool(key, flag)
     check_positive("retain_per_class", retain_per_class)

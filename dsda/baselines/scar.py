@@ -169,6 +169,7 @@ def masked_teacher(logits: torch.Tensor, forget_classes) -> tuple[torch.Tensor, 
 def run(model, forget_classes, *, config: SCARConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset, ood: TensorDataset):
     cfg = C.check_config(config, SCARConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc, rc = C.check_classes(forget_classes, model)
     C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)

@@ -114,6 +114,7 @@ def _class_sorted(ds: TensorDataset) -> torch.Tensor:
 def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset, retain: TensorDataset):
     cfg = C.check_config(config, SSDConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc, rc = C.check_classes(forget_classes, model)
     C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)

@@ -76,6 +76,7 @@ def error_maximising_noise(model, forget_class: int, *, n: int, steps: int, lr: 
 def run(model, forget_classes, *, config: UNSIRConfig | None = None, seed: int = 0, device="auto",
         retain: TensorDataset):
     cfg = C.check_config(config, UNSIRConfig)
+    seed = C.check_seed(seed)
     model = C.check_model(model)
     fc, rc = C.check_classes(forget_classes, model)
     C.check_granted("retain", retain, classes=rc, image_shape=model.input_shape)

@@ -30,8 +30,12 @@ import pandas as pd
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      multi_forget="classes?", seeds="seeds?", device="device", threads="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 tasks = [[c] for c in (forget_classes or P.eval_classes)] + [list(multi_forget or P.multi_forget_classes)]

@@ -40,9 +40,14 @@ import torch.nn.functional as F
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.sampler import SamplerConfig, energy, energy_from_logits, run_chains
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", n_real="positive_int?",
+                      n_syn="positive_int?", n_noise="positive_int?", toy_chains="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 key = "paper" if profile.startswith("paper") else profile
 BUDGETS = {

@@ -40,9 +40,14 @@ import torch
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.sampler import SAMPLERS, SamplerConfig
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", n_per_class="positive_int?",
+                      nfe="positive_int?", alphas="positive_numbers?")
 P = report.notebook_profile(profile, dataset, model, device)
 key = "paper" if profile.startswith("paper") else profile
 BUDGETS = {

@@ -43,11 +43,16 @@ import torch
 import dsda
 from dsda import report
 from dsda.baselines import get_method, run_method
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.metrics import accuracy
 from dsda.recipes import get_recipe
 from dsda.utils import resolve_device
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", gkt_cycles="positive_int?",
+                      ispf_epochs="positive_int?", snapshot_every="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 dev = resolve_device(P.device)

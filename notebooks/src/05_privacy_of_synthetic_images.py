@@ -51,6 +51,7 @@ from IPython.display import Markdown, display
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.metrics import accuracy, mia_confidence_svc, mia_entropy_lr, mia_loss_cv, predict_proba
 # Import the function itself: once the module dsda.unlearn is imported, the name `dsda.unlearn`
@@ -58,6 +59,10 @@ from dsda.metrics import accuracy, mia_confidence_svc, mia_entropy_lr, mia_loss_
 from dsda.recipes import get_recipe
 from dsda.unlearn import unlearn
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", n_synthetic="positive_int?",
+                      n_real="positive_int?", mia_train_fraction="fraction?", mia_test_fraction="fraction?")
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 classes = list(range(info.num_classes))

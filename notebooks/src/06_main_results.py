@@ -34,7 +34,12 @@ import pandas as pd
 import dsda
 from dsda import report
 from dsda.baselines import METHODS, run_method
+from dsda.checks import check_notebook_params
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="tasks?",
+                      multi_forget="classes?", seeds="seeds?", methods="names?", device="device",
+                      threads="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 key = "paper" if profile.startswith("paper") else profile
 # which methods run on which single-class tasks: all methods on the first task; the references and the

@@ -39,12 +39,19 @@ import torch
 
 import dsda
 from dsda import report
+from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.metrics import per_class_accuracy
+from dsda.sampler import SAMPLERS
 # Import the function itself: once the module dsda.unlearn is imported, the name `dsda.unlearn`
 # refers to that module, not to the function.
 from dsda.unlearn import synthetic_set, unlearn
 
+# papermill injects its values just above this cell: check their form before any work
+check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
+                      seeds="seeds?", device="device", threads="positive_int?", interactive="flag",
+                      sampler=SAMPLERS, nfe="positive_int?", n_per_class="positive_int?", steps="positive_int?",
+                      n_eval="nonneg_int?")
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 forget = list(forget_classes or P.forget_classes)
