@@ -125,6 +125,24 @@ def _decode(s) -> str:
     return s.decode("utf-8") if isinstance(s, bytes) else str(s)
 
 
+def _read_batch(path: Path, layout: CifarLayout) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch: (uint8 rows of 3072 pixels, int64 labels), both checked."""
+    k = len(layout.class_names)
+    batch = _unpickle(path, layout)
+    data = np.asarray(_get(batch, "data", path, layout))
+    labels = np.asarray(_get(batch, layout.label_key, path, layout))
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetError(f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}. "
+                           f"{_cifar_hint(layout)}")
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(f"{path}: {len(data)} images but {labels.shape} {labels.dtype} labels. "
+                           f"{_cifar_hint(layout)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= k):
+        raise DatasetError(f"{path}: labels must be in 0..{k - 1}, found {int(labels.min())}..{int(labels.max())}. "
+                           f"{_cifar_hint(layout)}")
+    return data, labels.astype(np.int64)
+
+
 @_guarded
 def read_cifar(folder: str | os.PathLike, name: str, split: str, verify_sizes: bool = True) -> TensorDataset:
     """Read torchvision's extracted CIFAR folder (`cifar-10-batches-py` or `cifar-100-python`)."""
@@ -137,23 +155,8 @@ def read_cifar(folder: str | os.PathLike, name: str, split: str, verify_sizes: b
     k = len(layout.class_names)
     if len(names) != k:
         raise DatasetError(f"{meta_path}: {len(names)} class names, {name} has {k}. {_cifar_hint(layout)}")
-    xs, ys = [], []
-    for fname in (layout.train_files if split == "train" else layout.test_files):
-        path = folder / fname
-        batch = _unpickle(path, layout)
-        data = np.asarray(_get(batch, "data", path, layout))
-        labels = np.asarray(_get(batch, layout.label_key, path, layout))
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise DatasetError(f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}. "
-                               f"{_cifar_hint(layout)}")
-        if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
-            raise DatasetError(f"{path}: {len(data)} images but {labels.shape} {labels.dtype} labels. "
-                               f"{_cifar_hint(layout)}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise DatasetError(f"{path}: labels must be in 0..{k - 1}, found {int(labels.min())}..{int(labels.max())}. "
-                               f"{_cifar_hint(layout)}")
-        xs.append(data)
-        ys.append(labels.astype(np.int64))
+    xs, ys = zip(*[_read_batch(folder / f, layout)
+                   for f in (layout.train_files if split == "train" else layout.test_files)])
     data = np.concatenate(xs)
     expected = layout.sizes[0 if split == "train" else 1]
     if verify_sizes and len(data) != expected:
