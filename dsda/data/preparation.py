@@ -95,34 +95,48 @@ def _prepare_fashion_mnist(allow_apt: bool, allow_download: bool, data_dir: str 
     if folder is not None:
         print(f"dsda: Fashion-MNIST found in {folder}", flush=True)
         return folder
-    tried = []
+    tried: list[str] = []   # what was attempted and why it failed, for the error message
     if allow_apt and data_dir is None:   # apt installs into the system folder, not into a chosen data_dir
-        if _is_root() and _which("apt-get"):
-            print("dsda: Fashion-MNIST not found; installing the Debian package dataset-fashion-mnist", flush=True)
-            ok = all(_run_command(cmd) == 0 for cmd in (["apt-get", "update"],
-                                                         ["apt-get", "install", "-y", "dataset-fashion-mnist"]))
-            folder = _verified_fashion_mnist(data_dir) if ok else None
-            if folder is not None:
-                return folder
-            tried.append("apt-get install dataset-fashion-mnist failed")
-        else:
-            tried.append("apt skipped (needs root and apt-get)")
+        folder = _install_with_apt(tried)
+        if folder is not None:
+            return folder
     if allow_download:
-        root = data_roots(data_dir)[0]
-        host = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
-        if _is_online(host, port=80):
-            try:
-                _download_fashion_mnist(root)
-            except Exception as e:   # network errors, checksum errors: fall through to the instructions
-                tried.append(f"torchvision download failed ({type(e).__name__}: {e})")
-            else:
-                folder = _verified_fashion_mnist(data_dir)
-                if folder is not None:
-                    return folder
-                tried.append("torchvision download produced no files")
-        else:
-            tried.append(f"offline ({host} unreachable)")
+        folder = _download_with_torchvision(data_dir, tried)
+        if folder is not None:
+            return folder
     raise DatasetError(_fashion_mnist_missing_message(data_dir) + (f"\n(Tried: {'; '.join(tried)}.)" if tried else ""))
+
+
+def _install_with_apt(tried: list[str]) -> Path | None:
+    """The Debian package dataset-fashion-mnist (as root, where apt-get exists); None and a note in `tried` if not."""
+    if not (_is_root() and _which("apt-get")):
+        tried.append("apt skipped (needs root and apt-get)")
+        return None
+    print("dsda: Fashion-MNIST not found; installing the Debian package dataset-fashion-mnist", flush=True)
+    ok = all(_run_command(cmd) == 0 for cmd in (["apt-get", "update"],
+                                                 ["apt-get", "install", "-y", "dataset-fashion-mnist"]))
+    folder = _verified_fashion_mnist(None) if ok else None
+    if folder is None:
+        tried.append("apt-get install dataset-fashion-mnist failed")
+    return folder
+
+
+def _download_with_torchvision(data_dir: str | None, tried: list[str]) -> Path | None:
+    """torchvision's download into the first data folder, if online; None and a note in `tried` if not."""
+    root = data_roots(data_dir)[0]
+    host = "fashion-mnist.s3-website.eu-central-1.amazonaws.com"
+    if not _is_online(host, port=80):
+        tried.append(f"offline ({host} unreachable)")
+        return None
+    try:
+        _download_fashion_mnist(root)
+    except Exception as e:   # network errors, checksum errors: fall through to the instructions
+        tried.append(f"torchvision download failed ({type(e).__name__}: {e})")
+        return None
+    folder = _verified_fashion_mnist(data_dir)
+    if folder is None:
+        tried.append("torchvision download produced no files")
+    return folder
 
 
 def _prepare_cifar(name: str, allow_download: bool, data_dir: str | None) -> Path:
