@@ -35,7 +35,7 @@ def isolated(monkeypatch, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-dir")
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-dir")
     yield
     D.clear_cache()
 
@@ -116,7 +116,7 @@ def real_fmnist():
 
 @needs_debian_fmnist
 def test_real_fashion_mnist_from_debian_path(monkeypatch, real_fmnist):
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", DEBIAN_FMNIST)
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", DEBIAN_FMNIST)
     assert D.find_fashion_mnist() == DEBIAN_FMNIST   # found through the lookup, not a path argument
     train = D.load_dataset("fashion_mnist", "train")
     test = D.load_dataset("fashion_mnist", "test")
@@ -234,7 +234,7 @@ def test_fashion_mnist_lookup_order_and_missing(monkeypatch, tmp_path):
     tiny_fmnist(Path.cwd() / "data" / "FashionMNIST" / "raw")
     assert D.find_fashion_mnist() == Path.cwd().resolve() / "data" / "FashionMNIST" / "raw"
     # ... the system folder comes last, ./data/fashion-mnist before ./data/FashionMNIST/raw ...
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", env / "system")
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", env / "system")
     tiny_fmnist(env / "system")
     tiny_fmnist(Path.cwd() / "data" / "fashion-mnist")
     assert D.find_fashion_mnist() == Path.cwd().resolve() / "data" / "fashion-mnist"
@@ -246,7 +246,7 @@ def test_fashion_mnist_lookup_order_and_missing(monkeypatch, tmp_path):
     assert D.find_fashion_mnist() == env / "fashion-mnist"
     # an explicit data_dir is the only place searched
     assert D.find_fashion_mnist(data_dir=tmp_path / "nowhere") is None
-    assert D.find_fashion_mnist() != D.SYSTEM_FASHION_MNIST_DIR
+    assert D.find_fashion_mnist() != D.fashion_mnist.SYSTEM_FASHION_MNIST_DIR
 
 
 def test_fashion_mnist_incomplete_folder_is_an_error_not_a_fallback(tmp_path):
@@ -410,7 +410,7 @@ def test_cifar_consistency_checks(tmp_path):
 
 def test_cifar_never_downloads_implicitly(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(D, "_download_cifar", lambda name, root: calls.append((name, root)))
+    monkeypatch.setattr(D.cifar, "_download_cifar", lambda name, root: calls.append((name, root)))
     with pytest.raises(D.DatasetError, match=r"(?s)cifar10 was not found.*cifar-10-python\.tar\.gz.*download=True"):
         D.load_dataset("cifar10", "train")
     assert calls == []
@@ -420,14 +420,14 @@ def test_cifar_download_when_asked(monkeypatch, tmp_path):
     def offline(name, root):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(D, "_download_cifar", offline)
+    monkeypatch.setattr(D.cifar, "_download_cifar", offline)
     with pytest.raises(D.DatasetError, match=r"(?s)downloading cifar100 failed.*offline.*cifar-100-python\.tar\.gz"):
         D.load_dataset("cifar100", "test", download=True, verify_sizes=False)
 
     def fake_download(name, root):   # what torchvision leaves behind: archive + extracted folder
         fx.write_cifar_folder(root, name, per_class_train=1, per_class_test=1)
 
-    monkeypatch.setattr(D, "_download_cifar", fake_download)
+    monkeypatch.setattr(D.cifar, "_download_cifar", fake_download)
     ds = D.load_dataset("cifar100", "test", download=True, verify_sizes=False)
     assert len(ds) == 100 and (Path.cwd() / "data" / "cifar-100-python").is_dir()
 
@@ -608,7 +608,7 @@ def full_size_fmnist_files(tmp_path_factory):
 @pytest.fixture
 def full_size_fmnist(monkeypatch, full_size_fmnist_files):
     """The stand-in, with its own checksums declared as the published ones (the check still runs)."""
-    monkeypatch.setattr(D, "FASHION_MNIST_CHECKSUMS", fx.idx_checksums(full_size_fmnist_files))
+    monkeypatch.setattr(D.fashion_mnist, "FASHION_MNIST_CHECKSUMS", fx.idx_checksums(full_size_fmnist_files))
     return full_size_fmnist_files
 
 
@@ -622,24 +622,24 @@ def _link_fmnist(src: Path, dst: Path) -> None:
 def recorder(monkeypatch):
     """Replace every side effect of `prepare` by a recorder; tests switch parts back on."""
     log = {"commands": [], "downloads": []}
-    monkeypatch.setattr(D, "_run_command", lambda cmd: log["commands"].append(cmd) or 0)
-    monkeypatch.setattr(D, "_download_fashion_mnist", lambda root: log["downloads"].append(root))
-    monkeypatch.setattr(D, "_download_cifar", lambda name, root: log["downloads"].append((name, root)))
-    monkeypatch.setattr(D, "_is_root", lambda: True)
-    monkeypatch.setattr(D, "_which", lambda prog: f"/usr/bin/{prog}")
-    monkeypatch.setattr(D, "_is_online", lambda host, port=443, timeout=3.0: False)
+    monkeypatch.setattr(D.preparation, "_run_command", lambda cmd: log["commands"].append(cmd) or 0)
+    monkeypatch.setattr(D.preparation, "_download_fashion_mnist", lambda root: log["downloads"].append(root))
+    monkeypatch.setattr(D.cifar, "_download_cifar", lambda name, root: log["downloads"].append((name, root)))
+    monkeypatch.setattr(D.preparation, "_is_root", lambda: True)
+    monkeypatch.setattr(D.preparation, "_which", lambda prog: f"/usr/bin/{prog}")
+    monkeypatch.setattr(D.preparation, "_is_online", lambda host, port=443, timeout=3.0: False)
     return log
 
 
 def test_prepare_found_does_nothing(monkeypatch, tmp_path, full_size_fmnist, recorder):
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", full_size_fmnist)
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", full_size_fmnist)
     assert D.prepare() == full_size_fmnist
     assert recorder == {"commands": [], "downloads": []}
 
 
 def test_prepare_installs_with_apt_as_root(monkeypatch, tmp_path, full_size_fmnist, recorder):
     system = tmp_path / "usr-share-datasets" / "fashion-mnist"
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", system)
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", system)
 
     def fake_apt(cmd):
         recorder["commands"].append(cmd)
@@ -647,27 +647,27 @@ def test_prepare_installs_with_apt_as_root(monkeypatch, tmp_path, full_size_fmni
             _link_fmnist(full_size_fmnist, system)
         return 0
 
-    monkeypatch.setattr(D, "_run_command", fake_apt)
+    monkeypatch.setattr(D.preparation, "_run_command", fake_apt)
     assert D.prepare("fashion_mnist") == system
     assert recorder["commands"] == [["apt-get", "update"], ["apt-get", "install", "-y", "dataset-fashion-mnist"]]
     assert recorder["downloads"] == []
 
 
 def test_prepare_downloads_when_not_root(monkeypatch, tmp_path, full_size_fmnist, recorder):
-    monkeypatch.setattr(D, "_is_root", lambda: False)
-    monkeypatch.setattr(D, "_is_online", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(D.preparation, "_is_root", lambda: False)
+    monkeypatch.setattr(D.preparation, "_is_online", lambda host, port=443, timeout=3.0: True)
 
     def fake_download(root):
         recorder["downloads"].append(root)
         _link_fmnist(full_size_fmnist, root / "FashionMNIST" / "raw")   # torchvision's layout
 
-    monkeypatch.setattr(D, "_download_fashion_mnist", fake_download)
+    monkeypatch.setattr(D.preparation, "_download_fashion_mnist", fake_download)
     assert D.prepare() == Path.cwd().resolve() / "data" / "FashionMNIST" / "raw"
     assert recorder["commands"] == [] and recorder["downloads"] == [Path.cwd().resolve() / "data"]
 
 
 def test_prepare_apt_failure_then_offline_explains(monkeypatch, recorder):
-    monkeypatch.setattr(D, "_run_command", lambda cmd: recorder["commands"].append(cmd) or 100)
+    monkeypatch.setattr(D.preparation, "_run_command", lambda cmd: recorder["commands"].append(cmd) or 100)
     with pytest.raises(D.DatasetError) as e:
         D.prepare("fashion_mnist")
     msg = str(e.value)
@@ -679,11 +679,11 @@ def test_prepare_apt_failure_then_offline_explains(monkeypatch, recorder):
 
 
 def test_prepare_respects_allow_flags(monkeypatch, recorder):
-    monkeypatch.setattr(D, "_is_online", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(D.preparation, "_is_online", lambda host, port=443, timeout=3.0: True)
     with pytest.raises(D.DatasetError, match="apt-get install -y dataset-fashion-mnist"):
         D.prepare("fashion_mnist", allow_apt=False, allow_download=False)
     assert recorder == {"commands": [], "downloads": []}
-    monkeypatch.setattr(D, "_is_root", lambda: False)
+    monkeypatch.setattr(D.preparation, "_is_root", lambda: False)
     with pytest.raises(D.DatasetError, match=r"apt skipped \(needs root"):
         D.prepare("fashion_mnist", allow_download=False)
     assert recorder == {"commands": [], "downloads": []}
@@ -696,8 +696,8 @@ def test_prepare_other_datasets(monkeypatch, tmp_path, recorder):
     with pytest.raises(D.DatasetError, match=r"(?s)cifar10 was not found.*unreachable"):
         D.prepare("cifar10")
     assert recorder["downloads"] == []
-    monkeypatch.setattr(D, "_is_online", lambda host, port=443, timeout=3.0: True)
-    monkeypatch.setattr(D, "_download_cifar", lambda name, root: fx.write_cifar_folder(root, name))
+    monkeypatch.setattr(D.preparation, "_is_online", lambda host, port=443, timeout=3.0: True)
+    monkeypatch.setattr(D.cifar, "_download_cifar", lambda name, root: fx.write_cifar_folder(root, name))
     assert D.prepare("cifar10") == Path.cwd().resolve() / "data" / "cifar-10-batches-py"
     with pytest.raises(D.DatasetError, match="kaggle datasets download"):
         D.prepare("pins")

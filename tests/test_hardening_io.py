@@ -276,7 +276,7 @@ def isolated_data(monkeypatch, tmp_path):
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.delenv(D.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-dir")
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-dir")
     yield
     D.clear_cache()
 
@@ -326,7 +326,7 @@ def test_inverted_copy_of_the_real_test_images_is_refused(isolated_data, tmp_pat
 
 def test_prepare_refuses_full_size_files_that_are_not_fashion_mnist(isolated_data, tmp_path, monkeypatch):
     stand_in = fx.write_full_size_fmnist(tmp_path / "stand-in")   # official sizes, other contents
-    monkeypatch.setattr(D, "SYSTEM_FASHION_MNIST_DIR", stand_in)
+    monkeypatch.setattr(D.fashion_mnist, "SYSTEM_FASHION_MNIST_DIR", stand_in)
     with pytest.raises(D.DatasetError, match="has the size of the official Fashion-MNIST file but not its contents"):
         D.prepare(allow_apt=False, allow_download=False)
 
