@@ -18,14 +18,13 @@ steps where it did cross. Pixel-space attacks use the granted data set's mean/st
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import check_choice, resolve_device
+from ..utils import check_choice
 from . import _common as C
 from .base import Method
 
@@ -65,41 +64,31 @@ def nearest_labels(original, x: torch.Tensor, y: torch.Tensor, pixels: C.PixelMa
 
 def run(model, forget_classes, *, config: BoundaryShrinkConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset):
-    cfg = C.check_config(config, BoundaryShrinkConfig)
-    model = C.check_model(model)
-    fc, _ = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev)
+    s = C.setup(model, forget_classes, config, BoundaryShrinkConfig, seed, device, forget=forget)
+    cfg, model, dev = s.cfg, s.model, s.device
     original = C.frozen_copy(model)
     pixels = C.PixelMap.of(forget, dev)
-    gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-
-    t0 = time.perf_counter()
     losses, hits, seen = [], 0, 0
     label_counts = torch.zeros(int(model.num_classes), dtype=torch.long)
     for _ in range(cfg.epochs):
-        for idx in C.batch_indices(len(forget), cfg.batch_size, gen):
+        for idx in C.batch_indices(len(forget), cfg.batch_size, s.gen):
             x, y = forget.x[idx].to(dev), forget.y[idx].to(dev)
-            y_nbi = nearest_labels(original, x, y, pixels, cfg, gen)        # steps 1-2
+            y_nbi = nearest_labels(original, x, y, pixels, cfg, s.gen)      # steps 1-2
             hits += int((y_nbi != y).sum())
             seen += len(y)
             label_counts += torch.bincount(y_nbi.cpu(), minlength=int(model.num_classes))
             model.train()
             loss = F.cross_entropy(model(x), y_nbi)                         # step 3
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            C.optimizer_step(opt, loss)
             losses.append(float(loss.detach()))
     report = {
         "config": C.config_dict(cfg), "steps": len(losses), "losses": losses,
         "attack_success": hits / max(1, seen),
         "neighbour_label_counts": label_counts.tolist(),
-        "time_s": {"total": time.perf_counter() - t0},
+        "time_s": {"total": s.elapsed()},
     }
     return model.eval(), report
-
 
 METHOD = Method(
     name="boundary_shrink", title="Boundary Shrink", data_access="forget", config_cls=BoundaryShrinkConfig,

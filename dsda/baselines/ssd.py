@@ -27,7 +27,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
 
@@ -113,13 +112,8 @@ def _class_sorted(ds: TensorDataset) -> torch.Tensor:
 
 def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset, retain: TensorDataset):
-    cfg = C.check_config(config, SSDConfig)
-    model = C.check_model(model)
-    fc, rc = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    C.check_granted("retain", retain, classes=rc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev).eval()
+    s = C.setup(model, forget_classes, config, SSDConfig, seed, device, forget=forget, retain=retain)
+    cfg, model, dev = s.cfg, s.model.eval(), s.device
 
     # D = class-sorted retain followed by class-sorted forget, read in order (the reference code's
     # full_train_dl); rows are gathered batch by batch, so the training split is never copied whole
@@ -128,7 +122,7 @@ def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0
     d_order = torch.cat([_class_sorted(retain), len(retain) + f_order])
     keep = d_order[torch.arange(0, len(d_order), max(1, round(1 / cfg.full_fraction)))]   # strided share of D
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()   # the data is ordered, the clock starts
     imp_f = _fisher(model, parts[1:], cfg.batch_size, dev, cfg.progress, index=f_order)
     t1 = time.perf_counter()
     imp_d = _fisher(model, parts, cfg.batch_size, dev, cfg.progress, index=keep)
