@@ -1,11 +1,12 @@
-"""Shared pieces of the data-free distillation baselines (GKT, ISPF) and the source-free checks.
+"""Shared pieces of the data-free distillation baselines (GKT, ISPF).
 
+- `distillation_setup`: their common start, after the shared prologue (_common.setup): the model
+  frozen as the teacher, a fresh student and the generator, both initialised from the run's generator.
 - `Generator`: z -> image network of the GKT / ISPF (DFQ) family, sized to any `model.input_shape`.
 - `seeded_init_` / `fresh_student`: PyTorch's default initialisation drawn from an explicit
   torch.Generator, so a "fresh student" is reproducible and leaves the global RNG alone.
 - `logits_and_maps`, `attention_map`, `attention_loss`, `kd_kl`: the distillation losses.
 - `Snapshots`: the `snapshot_every` recorder for the efficiency curves of notebook 04.
-- small argument checks shared by the three source-free baselines.
 
 Nothing here imports dsda.data, dsda.train or dsda.metrics: the baselines are source-free.
 """
@@ -15,87 +16,14 @@ import math
 import time
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..unlearn import validate_forget_classes  # noqa: F401  (one definition, re-exported for the methods)
 from ..utils import check_choice
+from . import _common as C
 
 GENERATOR_OUTPUTS = ("bn", "sigmoid")
-
-
-# ----------------------------------------------------------------------------- argument checks
-
-def check_classifier(model: Any, need_maps: bool = False) -> int:
-    """The model must look like a dsda.models.Classifier; returns its class count."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (a dsda.models.Classifier), got {type(model).__name__}")
-    needed = ["num_classes", "input_shape", "input_range", "features", "fc"] + (["stages", "feature_maps"] if need_maps else [])
-    missing = [a for a in needed if not hasattr(model, a)]
-    if missing:
-        raise TypeError(f"model lacks {missing}; this method needs a dsda.models.Classifier-like interface "
-                        f"({', '.join(needed)})")
-    return int(model.num_classes)
-
-
-def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
-def check_config(config: Any, cls: type) -> Any:
-    """None -> the class defaults; otherwise it must be an instance of `cls`."""
-    if config is None:
-        return cls()
-    if not isinstance(config, cls):
-        raise TypeError(f"config must be a {cls.__name__} (e.g. METHOD.config('cpu')), got {type(config).__name__}")
-    return config
-
-
-def check_fields(obj: Any, positive_int: Sequence[str] = (), non_negative_int: Sequence[str] = (),
-                 positive: Sequence[str] = (), non_negative: Sequence[str] = (),
-                 fraction: Sequence[str] = ()) -> None:
-    """Validate dataclass fields by kind; the message names `Class.field` and what is allowed."""
-    name = type(obj).__name__
-
-    def is_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    def is_num(v):
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-    for f in positive_int:
-        v = getattr(obj, f)
-        if not is_int(v) or v <= 0:
-            raise ValueError(f"{name}.{f} must be a positive integer, got {v!r}")
-    for f in non_negative_int:
-        v = getattr(obj, f)
-        if not is_int(v) or v < 0:
-            raise ValueError(f"{name}.{f} must be a non-negative integer (0 = off), got {v!r}")
-    for f in positive:
-        v = getattr(obj, f)
-        if not is_num(v) or v <= 0:
-            raise ValueError(f"{name}.{f} must be a positive number, got {v!r}")
-    for f in non_negative:
-        v = getattr(obj, f)
-        if not is_num(v) or v < 0:
-            raise ValueError(f"{name}.{f} must be a non-negative number, got {v!r}")
-    for f in fraction:
-        v = getattr(obj, f)
-        if not is_num(v) or not 0 < v < 1:
-            raise ValueError(f"{name}.{f} must be a number in (0, 1), got {v!r}")
-
-
-def as_int_tuple(obj: Any, field: str, length: int) -> None:
-    """Normalise a list/tuple field of a frozen dataclass to a tuple of `length` positive ints."""
-    v = getattr(obj, field)
-    if not isinstance(v, (list, tuple)) or len(v) != length or any(
-            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c <= 0 for c in v):
-        raise ValueError(f"{type(obj).__name__}.{field} must be {length} positive integers, got {v!r}")
-    object.__setattr__(obj, field, tuple(int(c) for c in v))
 
 
 # ----------------------------------------------------------------------------- seeded initialisation
@@ -257,9 +185,14 @@ def draw_normal(shape: Sequence[int], gen: torch.Generator, device: torch.device
     return torch.randn(*shape, generator=gen).to(device)
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """Teacher mode: eval (BN running statistics) and no parameter gradients."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+# ----------------------------------------------------------------------------- the common start
+
+def distillation_setup(model: Any, forget_classes: Any, config: Any, config_cls: type, seed: Any, device: Any, *,
+                       need_maps: bool = False) -> tuple[C.Setup, nn.Module, nn.Module, Generator]:
+    """The shared prologue, then (setup, teacher, student, generator): the teacher is the model itself, frozen;
+    the student (same architecture) and then the generator are initialised from the run's generator."""
+    s = C.setup(model, forget_classes, config, config_cls, seed, device, need_maps=need_maps)
+    teacher = C.freeze(s.model)
+    student = fresh_student(teacher, s.gen, s.device)
+    G = Generator(teacher.input_shape, s.cfg.z_dim, s.cfg.gen_channels, s.cfg.generator_output, teacher.input_range)
+    return s, teacher, student, seeded_init_(G, s.gen).to(s.device)

@@ -134,7 +134,7 @@ def train(model, forget: TensorDataset, x_adv: torch.Tensor, y_adv: torch.Tensor
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     adv_batches = C.endless_batches(len(y_adv), cfg.batch_adv, gen)
     fgt_batches = C.endless_batches(len(forget), cfg.batch_forget, gen)
-    losses = C.loss_log("forget_ce", "adv_ce", "reg", "total")
+    losses = C.lists("forget_ce", "adv_ce", "reg", "total")
     check = C.ForgetCheck(lambda: C.accuracy(model, x_chk, y_chk, dev), cfg.stop_acc)
     step, stop = 0, "max_steps"
     while check.acc > cfg.stop_acc and step < cfg.max_steps:

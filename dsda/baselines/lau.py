@@ -32,10 +32,8 @@ How we fill the gaps (all INFERRED, and the knobs are in the config):
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -103,21 +101,6 @@ def attack_features(model, teacher: torch.nn.Module, forget: TensorDataset, forg
     return h, y, h_adv, target, {"attack_success": attack_success, "feature_scale": scale}
 
 
-@contextlib.contextmanager
-def only_fc_learns(model: torch.nn.Module) -> Iterator[None]:
-    """Step 4: gradients for the classification layer only; every flag restored afterwards."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in model.fc.parameters():
-        p.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
-
-
 @torch.no_grad()
 def fc_accuracy(model: torch.nn.Module, h: torch.Tensor, y: torch.Tensor) -> float:
     """Forget accuracy of the edited model: exact, since the features are fixed (one matrix product)."""
@@ -128,7 +111,7 @@ def train_fc(model, h: torch.Tensor, y: torch.Tensor, h_adv: torch.Tensor, targe
              gen: torch.Generator, dev: torch.device) -> tuple[int, str, dict, list]:
     """Steps 4-5: Adam on fc until the forget accuracy is <= stop_acc, or `epochs`; (steps, stop, losses, checks)."""
     opt = torch.optim.Adam(model.fc.parameters(), lr=cfg.lr)
-    losses = C.loss_log("forget", "adversarial", "total")
+    losses = C.lists("forget", "adversarial", "total")
     check = C.ForgetCheck(lambda: fc_accuracy(model, h, y), cfg.stop_acc)
     steps = 0
     for _ in range(cfg.epochs):
@@ -153,7 +136,7 @@ def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0
     teacher = C.frozen_copy(model.fc)
     h, y, h_adv, target, attack = attack_features(model, teacher, forget, s.forget, s.cfg, s.device)
     t1 = time.perf_counter()
-    with only_fc_learns(model):
+    with C.trainable_only(model, model.fc):   # step 4: only the classification layer learns
         steps, stop, losses, checks = train_fc(model, h, y, h_adv, target, s.cfg, s.gen, s.device)
     report = {
         "config": C.config_dict(s.cfg), "steps": steps, "stop_reason": stop, "losses": losses,

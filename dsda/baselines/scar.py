@@ -213,7 +213,7 @@ def train(model, forget: TensorDataset, d: dict, forget_classes, cfg: SCARConfig
     chk = torch.randperm(len(forget), generator=gen)[:cfg.check_samples]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ood_batches = C.endless_batches(len(d["x_ood"]), cfg.batch_ood, gen)
-    losses = C.loss_log("forget", "retain", "total")
+    losses = C.lists("forget", "retain", "total")
     check = C.ForgetCheck(lambda: C.accuracy(model, forget.x[chk], forget.y[chk], dev), cfg.stop_acc)
     step, stop = 0, "epochs"
     for idx in schedule(len(forget), cfg, gen):
