@@ -53,7 +53,8 @@ def check_classifier(model: Any, need_maps: bool = False) -> int:
     """The model must look like a dsda.models.Classifier; returns its class count."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a dsda.models.Classifier), got {type(model).__name__}")
-    needed = ["num_classes", "input_shape", "input_range", "features", "fc"] + (["stages", "feature_maps"] if need_maps else [])
+    needed = ["num_classes", "input_shape", "input_range", "features", "fc"]
+    needed += ["stages", "feature_maps"] if need_maps else []
     missing = [a for a in needed if not hasattr(model, a)]
     if missing:
         raise TypeError(f"model lacks {missing}; this method needs a dsda.models.Classifier-like interface "

@@ -1,7 +1,8 @@
 """Shared pieces of the data-free distillation baselines (GKT, ISPF).
 
-- `distillation_setup`: their common start, after the shared prologue (_common.setup): the model
-  frozen as the teacher, a fresh student and the generator, both initialised from the run's generator.
+- `Distiller`: their common start, after the shared prologue (_common.setup): the model frozen as
+  the teacher, a fresh student and the generator, both initialised from the run's generator; and their
+  common end (the frozen student and the report). `progress_bar`: their tqdm bar.
 - `Generator`: z -> image network of the GKT / ISPF (DFQ) family, sized to any `model.input_shape`.
 - `seeded_init_` / `fresh_student`: PyTorch's default initialisation drawn from an explicit
   torch.Generator, so a "fresh student" is reproducible and leaves the global RNG alone.
@@ -12,9 +13,10 @@ Nothing here imports dsda.data, dsda.train or dsda.metrics: the baselines are so
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -185,14 +187,45 @@ def draw_normal(shape: Sequence[int], gen: torch.Generator, device: torch.device
     return torch.randn(*shape, generator=gen).to(device)
 
 
-# ----------------------------------------------------------------------------- the common start
+# ----------------------------------------------------------------------------- the common start and end
 
-def distillation_setup(model: Any, forget_classes: Any, config: Any, config_cls: type, seed: Any, device: Any, *,
-                       need_maps: bool = False) -> tuple[C.Setup, nn.Module, nn.Module, Generator]:
-    """The shared prologue, then (setup, teacher, student, generator): the teacher is the model itself, frozen;
-    the student (same architecture) and then the generator are initialised from the run's generator."""
-    s = C.setup(model, forget_classes, config, config_cls, seed, device, need_maps=need_maps)
-    teacher = C.freeze(s.model)
-    student = fresh_student(teacher, s.gen, s.device)
-    G = Generator(teacher.input_shape, s.cfg.z_dim, s.cfg.gen_channels, s.cfg.generator_output, teacher.input_range)
-    return s, teacher, student, seeded_init_(G, s.gen).to(s.device)
+class Distiller:
+    """What GKT and ISPF share: the shared prologue (_common.setup), then the teacher (the model itself,
+    frozen), a fresh student of its architecture and the generator, the student and then the generator
+    initialised from the run's generator; at the end, the frozen student and the report.
+
+    A subclass sets `title` (the report's "method"), `config_cls` and `need_maps`, and `entries()`, its
+    report between the header and the time."""
+    title: str
+    config_cls: type
+    need_maps: bool = False
+
+    def __init__(self, model: Any, forget_classes: Any, config: Any, seed: Any, device: Any):
+        s = C.setup(model, forget_classes, config, self.config_cls, seed, device, need_maps=self.need_maps)
+        cfg = s.cfg
+        self.s, self.cfg, self.teacher = s, cfg, C.freeze(s.model)
+        self.student = fresh_student(self.teacher, s.gen, s.device)
+        G = Generator(self.teacher.input_shape, cfg.z_dim, cfg.gen_channels, cfg.generator_output,
+                      self.teacher.input_range)
+        self.G = seeded_init_(G, s.gen).to(s.device)
+        self.snaps = Snapshots(cfg.snapshot_every, s.t0)
+
+    def entries(self) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must define entries()")
+
+    def finish(self) -> tuple[nn.Module, dict[str, Any]]:
+        """(the student, frozen; the report: header, the method's entries, wall time, snapshots)."""
+        C.freeze(self.student)
+        return self.student, {**self.s.header(self.title), **self.entries(), "time_s": self.s.elapsed(),
+                              "snapshots": self.snaps.items}
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -41,6 +41,10 @@ from ..data import TensorDataset
 from . import _common as C
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = ("Cha, Cho, Hwang, Lee, Moon, Lee. Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
+             "Classifiers. AAAI 2024 (arXiv 2301.11578)")
+
 
 @dataclass(frozen=True)
 class AdvImpConfig:
@@ -68,6 +72,22 @@ class AdvImpConfig:
                                            "max_steps"),
                        positive=("lr", "pgd_eps", "pgd_step"), non_negative=("weight_decay", "reg_lambda"),
                        fraction=("momentum", "stop_acc"))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("csm9493/L2UL (run_unlearn_cifar_imagenet.sh: lr 1e-3, reg-lamb 1.0, pgd-eps 4.0, "
+                   "20 adversarial images per sample; script defaults: pgd-alpha 0.1, 100 iterations; SGD "
+                   "momentum 0.9, wd 1e-4, batches 256/32); class-level adaptation ours (see module docstring)")
+PROFILES = {
+    "smoke": {"adv_sources": 32, "adv_per_sample": 2, "pgd_iters": 10, "pgd_eps": 1.0, "pgd_step": 0.2,
+              "batch_adv": 64, "importance_samples": 128, "check_samples": 128, "max_steps": 100,
+              "check_every": 2},
+    # ours: 64 sources x 4 targets x 20 iterations keeps the attack at a few seconds on 2 cores; the L2
+    # radius is scaled by sqrt(784 / 3072) from CIFAR's 4.0 to Fashion-MNIST's 28x28x1 images
+    "cpu": {"adv_sources": 64, "adv_per_sample": 4, "pgd_iters": 20, "pgd_eps": 2.0, "pgd_step": 0.2,
+            "importance_samples": 1024, "check_samples": 512, "check_every": 5, "max_steps": 300},
+    "paper": {},
+}
 
 
 def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -173,21 +193,6 @@ def run(model, forget_classes, *, config: AdvImpConfig | None = None, seed: int 
     }
     return model.eval(), report
 
-METHOD = Method(
-    name="adv_imp", title="ADV+IMP", data_access="forget", config_cls=AdvImpConfig, run=run,
-    reference="Cha, Cho, Hwang, Lee, Moon, Lee. Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
-              "Classifiers. AAAI 2024 (arXiv 2301.11578)",
-    defaults_source="csm9493/L2UL (run_unlearn_cifar_imagenet.sh: lr 1e-3, reg-lamb 1.0, pgd-eps 4.0, "
-                    "20 adversarial images per sample; script defaults: pgd-alpha 0.1, 100 iterations; SGD "
-                    "momentum 0.9, wd 1e-4, batches 256/32); class-level adaptation ours (see module docstring)",
-    profile_overrides={
-        "smoke": {"adv_sources": 32, "adv_per_sample": 2, "pgd_iters": 10, "pgd_eps": 1.0, "pgd_step": 0.2,
-                  "batch_adv": 64, "importance_samples": 128, "check_samples": 128, "max_steps": 100,
-                  "check_every": 2},
-        # ours: 64 sources x 4 targets x 20 iterations keeps the attack at a few seconds on 2 cores; the L2
-        # radius is scaled by sqrt(784 / 3072) from CIFAR's 4.0 to Fashion-MNIST's 28x28x1 images
-        "cpu": {"adv_sources": 64, "adv_per_sample": 4, "pgd_iters": 20, "pgd_eps": 2.0, "pgd_step": 0.2,
-                "importance_samples": 1024, "check_samples": 512, "check_every": 5, "max_steps": 300},
-        "paper": {},
-    },
-)
+
+METHOD = Method(name="adv_imp", title="ADV+IMP", data_access="forget", config_cls=AdvImpConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

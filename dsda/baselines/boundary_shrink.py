@@ -28,6 +28,10 @@ from ..utils import check_choice
 from . import _common as C
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = ("Chen, Gao, Zhou, Wang, Lu, Shan. Boundary Unlearning: Rapid Forgetting of Deep Networks via "
+             "Shifting the Decision Space. CVPR 2023")
+
 ATTACKS = ("fgsm", "pgd")
 
 
@@ -47,6 +51,18 @@ class BoundaryShrinkConfig:
         check_choice("BoundaryShrinkConfig.attack", self.attack, ATTACKS)
         C.check_fields(self, positive_int=("pgd_steps", "epochs", "batch_size"),
                        positive=("bound", "pgd_step", "lr"), fraction=("momentum",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("authors' release TY-LEE-KR/Boundary-Unlearning-Code (FGSM bound 0.1, SGD lr 1e-5 momentum "
+                   "0.9, 10 epochs, batch 64); SalUn's boundary_sh.py (bound 0.1)")
+PROFILES = {
+    # ours: at the authors' lr 1e-5 nothing moves within the few steps the small profiles can afford
+    # ours: digits are 8x8 with 17 grey levels; at bound 0.1 FGSM crosses the boundary for only half of them
+    "smoke": {"epochs": 3, "batch_size": 32, "lr": 1e-2, "bound": 0.2},
+    "cpu": {"epochs": 1, "batch_size": 64, "lr": 1e-2},
+    "paper": {},
+}
 
 
 def nearest_labels(original, x: torch.Tensor, y: torch.Tensor, pixels: C.PixelMap, cfg: BoundaryShrinkConfig,
@@ -90,18 +106,7 @@ def run(model, forget_classes, *, config: BoundaryShrinkConfig | None = None, se
     }
     return model.eval(), report
 
-METHOD = Method(
-    name="boundary_shrink", title="Boundary Shrink", data_access="forget", config_cls=BoundaryShrinkConfig,
-    run=run,
-    reference="Chen, Gao, Zhou, Wang, Lu, Shan. Boundary Unlearning: Rapid Forgetting of Deep Networks via "
-              "Shifting the Decision Space. CVPR 2023",
-    defaults_source="authors' release TY-LEE-KR/Boundary-Unlearning-Code (FGSM bound 0.1, SGD lr 1e-5 momentum "
-                    "0.9, 10 epochs, batch 64); SalUn's boundary_sh.py (bound 0.1)",
-    profile_overrides={
-        # ours: at the authors' lr 1e-5 nothing moves within the few steps the small profiles can afford
-        # ours: digits are 8x8 with 17 grey levels; at bound 0.1 FGSM crosses the boundary for only half of them
-        "smoke": {"epochs": 3, "batch_size": 32, "lr": 1e-2, "bound": 0.2},
-        "cpu": {"epochs": 1, "batch_size": 64, "lr": 1e-2},
-        "paper": {},
-    },
-)
+
+METHOD = Method(name="boundary_shrink", title="Boundary Shrink", data_access="forget",
+                config_cls=BoundaryShrinkConfig, run=run, reference=REFERENCE, defaults_source=DEFAULTS_SOURCE,
+                profile_overrides=PROFILES)

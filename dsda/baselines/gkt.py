@@ -33,9 +33,13 @@ import torch.nn as nn
 
 from ..utils import check_choice
 from . import _common as C
-from ._generator import (GENERATOR_OUTPUTS, Snapshots, attention_loss, distillation_setup, draw_normal, kd_kl,
-                         logits_and_maps)
+from ._generator import (GENERATOR_OUTPUTS, Distiller, attention_loss, draw_normal, kd_kl, logits_and_maps,
+                         progress_bar)
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Chundawat, Tarun, Mandal, Kankanhalli, 'Zero-Shot Machine Unlearning', IEEE TIFS 2023 "
+             "(arXiv 2201.05629)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,24 @@ class GKTConfig:
                        flag=("student_bn_eval", "progress"))
         check_choice("GKTConfig.generator_output", self.generator_output, GENERATOR_OUTPUTS)
 
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("official code ayushkumartarun/zero-shot-unlearning (1_class_mnist_allcnn.ipynb, unlearn.py); "
+                   "cpu/smoke budgets are ours")
+PROFILES = {
+    "smoke": {"n_cycles": 12, "batch_size": 64, "z_dim": 32, "gen_channels": (32, 32, 16),
+              "student_steps": 5, "check_every": 4},
+    # cpu: a prefix of 10 of the 4000 pseudo batches (0.25 %; ~3.4 s per pseudo batch on 2 cores, so the
+    # whole schedule would take ~4 hours, and the notebook series must fit in 25 minutes). Measured on a
+    # train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread): 30 cycles:
+    # val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still learning.
+    # (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the gate for
+    # good and the student never trained.)
+    "cpu": {"n_cycles": 10},
+    "paper": {},
+}
+
+
 def gate(teacher_probs: torch.Tensor, forget: list[int], threshold: float) -> torch.Tensor:
     """The band-pass gate: keep a sample iff every forget class has teacher probability <= threshold.
 
@@ -101,19 +123,19 @@ class Counts:
     kept: int = 0
 
 
-class Transfer:
+class Transfer(Distiller):
     """GKT's state between pseudo batches: the networks, their optimisers, the counters and the curves."""
+    title, config_cls, need_maps = "GKT", GKTConfig, True
 
-    def __init__(self, s, teacher: nn.Module, student: nn.Module, G: nn.Module):
-        cfg = s.cfg
-        self.s, self.cfg, self.teacher, self.student, self.G = s, cfg, teacher, student, G
+    def __init__(self, model, forget_classes, config, seed, device):
+        super().__init__(model, forget_classes, config, seed, device)
+        cfg, student, G = self.cfg, self.student, self.G
         self.opt_s = torch.optim.Adam(student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator)
         # code: ReduceLROnPlateau(mode='min', factor=0.5, patience=2) stepped every 50 pseudo batches
         self.plateau_s = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt_s, mode="min", factor=cfg.plateau_factor,
                                                                     patience=cfg.plateau_patience)
         student.train(not cfg.student_bn_eval)
-        self.snaps = Snapshots(cfg.snapshot_every, s.t0)
         self.saved_G = [copy.deepcopy(G.state_dict())]      # code: generator checkpoint at pseudo batch 0
         self.curves = C.lists("cycle", "student_loss", "generator_loss", "kept_fraction", "lr_student", "lr_generator")
         self.run_s, self.run_g, self.n, self.stop_reason = [], [], Counts(), "n_cycles"
@@ -194,57 +216,33 @@ class Transfer:
         # the code restores ((n // 50) - 1) * 50, i.e. the checkpoint before the latest one
         self.saved_G = (self.saved_G + [copy.deepcopy(self.G.state_dict())])[-2:]
 
-    def report(self) -> dict:
+    def entries(self) -> dict:
         n = self.n
-        return {**self.s.header("GKT"),
-                "steps": {"student": n.student, "generator": n.generator, "cycles": n.cycles},
+        return {"steps": {"student": n.student, "generator": n.generator, "cycles": n.cycles},
                 "stop_reason": self.stop_reason,
                 "gate": {"kept_fraction": n.kept / max(n.drawn, 1), "samples_drawn": n.drawn,
                          "samples_kept": n.kept, "empty_batches": n.empty_total, "generator_resets": n.resets},
-                "curves": self.curves, "time_s": self.s.elapsed(), "snapshots": self.snaps.items}
+                "curves": self.curves}
 
 
 def run(model: nn.Module, forget_classes, *, config: GKTConfig | None = None, seed: int = 0,
         device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """GKT unlearning. Returns (a freshly initialised student distilled from `model` through the gate, report)."""
-    from tqdm.auto import tqdm
+    t = Transfer(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
+    with progress_bar(t.cfg.n_cycles, "GKT", t.cfg.progress) as bar:
+        while t.n.cycles < t.cfg.n_cycles:
+            batch = t.draw()
+            if batch is None:        # code: the generator stopped producing retain-class samples
+                if t.stalled():
+                    t.stop_reason = "stalled"
+                    break
+                continue
+            t.generator_steps(*batch)
+            t.student_steps(batch[0])
+            t.end_cycle()
+            bar.update(1)
+    return t.finish()
 
-    # one generator for the student's init, the generator's init and every z, in that order
-    s, teacher, student, G = distillation_setup(model, forget_classes, config, GKTConfig, seed, device,
-                                                need_maps=True)
-    t = Transfer(s, teacher, student, G)
-    bar = tqdm(total=s.cfg.n_cycles, desc="GKT", disable=not s.cfg.progress, leave=False)
-    while t.n.cycles < s.cfg.n_cycles:
-        batch = t.draw()
-        if batch is None:        # code: the generator stopped producing retain-class samples
-            if t.stalled():
-                t.stop_reason = "stalled"
-                break
-            continue
-        t.generator_steps(*batch)
-        t.student_steps(batch[0])
-        t.end_cycle()
-        bar.update(1)
-    bar.close()
-    C.freeze(student)
-    return student, t.report()
 
-METHOD = Method(
-    name="gkt", title="GKT", data_access="none", config_cls=GKTConfig, run=run,
-    reference="Chundawat, Tarun, Mandal, Kankanhalli, 'Zero-Shot Machine Unlearning', IEEE TIFS 2023 "
-              "(arXiv 2201.05629)",
-    defaults_source="official code ayushkumartarun/zero-shot-unlearning (1_class_mnist_allcnn.ipynb, unlearn.py); "
-                    "cpu/smoke budgets are ours",
-    profile_overrides={
-        "smoke": {"n_cycles": 12, "batch_size": 64, "z_dim": 32, "gen_channels": (32, 32, 16),
-                  "student_steps": 5, "check_every": 4},
-        # cpu: a prefix of 10 of the 4000 pseudo batches (0.25 %; ~3.4 s per pseudo batch on 2 cores, so the
-        # whole schedule would take ~4 hours, and the notebook series must fit in 25 minutes). Measured on a
-        # train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread): 30 cycles:
-        # val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still learning.
-        # (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the gate for
-        # good and the student never trained.)
-        "cpu": {"n_cycles": 10},
-        "paper": {},
-    },
-)
+METHOD = Method(name="gkt", title="GKT", data_access="none", config_cls=GKTConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

@@ -33,8 +33,11 @@ import torch.nn.functional as F
 
 from ..utils import check_choice
 from . import _common as C
-from ._generator import GENERATOR_OUTPUTS, Snapshots, distillation_setup, draw_normal, kd_kl
+from ._generator import GENERATOR_OUTPUTS, Distiller, draw_normal, kd_kl, progress_bar
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = "Zhang, Shen, Chen, Xu, 'Toward Efficient Data-Free Unlearning', AAAI 2025 (arXiv 2412.13790)"
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -79,6 +82,20 @@ class ISPFConfig:
         check_choice("ISPFConfig.optimizer", self.optimizer, OPTIMIZERS)
         if self.kd_steps > self.ep_steps:
             raise ValueError(f"ISPFConfig.kd_steps ({self.kd_steps}) must not exceed ep_steps ({self.ep_steps})")
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("official code ChildEden/ISPF (scripts/un_dfq_cifar10_allcnn.sh, UN_datafree_kd.py, "
+                   "generative_unlearning.py); cpu/smoke budgets are ours")
+PROFILES = {
+    "smoke": {"epochs": 4, "warmup_epochs": 1, "ep_steps": 10, "kd_steps": 5, "batch_size": 64, "z_dim": 32,
+              "gen_channels": (32, 16, 8)},
+    # cpu: a 2-epoch budget (the full 200 epochs extrapolate to about 8 hours on 2 cores; notebook 04)
+    "cpu": {"epochs": 2, "warmup_epochs": 1, "optimizer": "adam", "lr": 1e-3},
+    "paper": {},
+    "paper-cifar100": {"threshold": 1e-3},   # code: threshold 0.001 for CIFAR-100 and TinyImageNet
+}
+
 
 # ----------------------------------------------------------------------------- PostFilter and Inhibited Synthesis
 
@@ -177,17 +194,17 @@ class Epoch:
     seen: int = 0
 
 
-class Distillation:
+class Distillation(Distiller):
     """ISPF's state between epochs: the networks, their optimisers and schedule, the counters and the curves."""
+    title, config_cls = "ISPF", ISPFConfig
 
-    def __init__(self, s, teacher: nn.Module, student: nn.Module, G: nn.Module):
-        cfg = s.cfg
-        self.s, self.cfg, self.teacher, self.student, self.G = s, cfg, teacher, student, G
+    def __init__(self, model, forget_classes, config, seed, device):
+        super().__init__(model, forget_classes, config, seed, device)
+        cfg, student, G = self.cfg, self.student, self.G
         self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
         self.opt_s = _student_optimizer(student, cfg)
         # code: CosineAnnealingLR(T_max=200 = epochs, eta_min=2e-4), stepped once per KD epoch
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_s, T_max=cfg.epochs, eta_min=cfg.eta_min)
-        self.snaps = Snapshots(cfg.snapshot_every, s.t0)
         self.g_losses = C.lists("total", "bn", "oh", "adv", "balance")
         self.curves = C.lists("epoch", "student_loss", "generator_loss", "filtered_fraction", "teacher_forget_prob",
                               "lr")
@@ -241,46 +258,28 @@ class Distillation:
         self.n_seen, self.n_filtered = self.n_seen + ep.seen, self.n_filtered + ep.filtered
         self.sched.step()
 
-    def report(self) -> dict:
+    def entries(self) -> dict:
         cfg = self.cfg
-        return {**self.s.header("ISPF"),
-                "steps": {"student": self.s_steps, "generator": self.g_steps, "epochs": cfg.epochs,
+        return {"steps": {"student": self.s_steps, "generator": self.g_steps, "epochs": cfg.epochs,
                           "warmup_epochs": cfg.warmup_epochs},
                 "stop_reason": "epochs",
                 "post_filter": {"filtered_fraction": self.n_filtered / max(self.n_seen, 1),
                                 "samples_seen": self.n_seen, "samples_filtered": self.n_filtered},
                 "generator_losses": {k: [float(v) for v in vals] for k, vals in self.g_losses.items()},
-                "curves": self.curves, "time_s": self.s.elapsed(), "snapshots": self.snaps.items}
+                "curves": self.curves}
 
 
 def run(model: nn.Module, forget_classes, *, config: ISPFConfig | None = None, seed: int = 0,
         device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """ISPF unlearning. Returns (a fresh student distilled from post-filtered teacher logits, report)."""
-    from tqdm.auto import tqdm
+    d = Distillation(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
+    n_epochs = d.cfg.warmup_epochs + d.cfg.epochs
+    with progress_bar(n_epochs, "ISPF", d.cfg.progress) as bar:
+        for epoch in range(n_epochs):
+            d.epoch(epoch)
+            bar.update(1)
+    return d.finish()
 
-    # one generator for the student's init, the generator's init and every z, in that order
-    s, teacher, student, G = distillation_setup(model, forget_classes, config, ISPFConfig, seed, device)
-    d = Distillation(s, teacher, student, G)
-    n_epochs = s.cfg.warmup_epochs + s.cfg.epochs
-    bar = tqdm(total=n_epochs, desc="ISPF", disable=not s.cfg.progress, leave=False)
-    for epoch in range(n_epochs):
-        d.epoch(epoch)
-        bar.update(1)
-    bar.close()
-    C.freeze(student)
-    return student, d.report()
 
-METHOD = Method(
-    name="ispf", title="ISPF", data_access="none", config_cls=ISPFConfig, run=run,
-    reference="Zhang, Shen, Chen, Xu, 'Toward Efficient Data-Free Unlearning', AAAI 2025 (arXiv 2412.13790)",
-    defaults_source="official code ChildEden/ISPF (scripts/un_dfq_cifar10_allcnn.sh, UN_datafree_kd.py, "
-                    "generative_unlearning.py); cpu/smoke budgets are ours",
-    profile_overrides={
-        "smoke": {"epochs": 4, "warmup_epochs": 1, "ep_steps": 10, "kd_steps": 5, "batch_size": 64, "z_dim": 32,
-                  "gen_channels": (32, 16, 8)},
-        # cpu: a 2-epoch budget (the full 200 epochs extrapolate to about 8 hours on 2 cores; notebook 04)
-        "cpu": {"epochs": 2, "warmup_epochs": 1, "optimizer": "adam", "lr": 1e-3},
-        "paper": {},
-        "paper-cifar100": {"threshold": 1e-3},   # code: threshold 0.001 for CIFAR-100 and TinyImageNet
-    },
-)
+METHOD = Method(name="ispf", title="ISPF", data_access="none", config_cls=ISPFConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

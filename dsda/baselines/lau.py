@@ -42,6 +42,10 @@ from ..data import TensorDataset
 from . import _common as C
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = ("Kim, Lee, Woo. Layer Attack Unlearning: Fast and Accurate Machine Unlearning via Layer Level "
+             "Attack and Knowledge Distillation. AAAI 2024 (arXiv 2312.16823)")
+
 
 @dataclass(frozen=True)
 class LAUConfig:
@@ -59,6 +63,11 @@ class LAUConfig:
         C.check_fields(self, positive_int=("pgd_steps", "batch_size", "epochs"),
                        positive=("eps", "pgd_step", "temperature", "lr"), non_negative=("adv_weight",),
                        fraction=("stop_acc",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = "no public code; all settings inferred from the paper's description (see module docstring)"
+PROFILES = {"smoke": {}, "cpu": {}, "paper": {}}
 
 
 def partial_pgd(fc: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
@@ -145,10 +154,6 @@ def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0
     }
     return model.eval(), report
 
-METHOD = Method(
-    name="lau", title="LAU", data_access="forget", config_cls=LAUConfig, run=run,
-    reference="Kim, Lee, Woo. Layer Attack Unlearning: Fast and Accurate Machine Unlearning via Layer Level "
-              "Attack and Knowledge Distillation. AAAI 2024 (arXiv 2312.16823)",
-    defaults_source="no public code; all settings inferred from the paper's description (see module docstring)",
-    profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},
-)
+
+METHOD = Method(name="lau", title="LAU", data_access="forget", config_cls=LAUConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

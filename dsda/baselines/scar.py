@@ -46,6 +46,10 @@ from ..data import TensorDataset
 from . import _common as C
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = ("Bonato, Cotogni, Sabetta. Is Retain Set All You Need in Machine Unlearning? Restoring Performance "
+             "of Unlearned Models with Out-of-Distribution Images. ECCV 2024 (arXiv 2404.12922)")
+
 
 @dataclass(frozen=True)
 class SCARConfig:
@@ -73,6 +77,19 @@ class SCARConfig:
                        positive=("lr", "temperature", "tukey_delta"),
                        non_negative=("weight_decay", "lambda_fgt", "lambda_ret", "gamma1", "gamma2"),
                        fraction=("stop_acc",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("SCAR code as reimplemented in SalUn-style frameworks (Adam 5e-4, lambda_1 1, lambda_2 5, "
+                   "T 2, Tukey 0.5, shrinkage 3/3, 6 OOD batches per forget batch, stop at forget acc 0.01); "
+                   "batch sizes and the distribution source are ours (see module docstring)")
+PROFILES = {
+    # ours: at the published lr 5e-4 the digits model needs more steps than a smoke run affords
+    "smoke": {"batch_forget": 32, "batch_ood": 64, "check_samples": 128, "check_every": 5, "max_steps": 300,
+              "epochs": 10, "lr": 2e-3},
+    "cpu": {"check_every": 5, "max_steps": 600},
+    "paper": {},
+}
 
 
 # ----------------------------------------------------------------------------- the OOD set
@@ -249,18 +266,6 @@ def run(model, forget_classes, *, config: SCARConfig | None = None, seed: int = 
     }
     return model.eval(), report
 
-METHOD = Method(
-    name="scar", title="SCAR", data_access="forget", extras=("ood",), config_cls=SCARConfig, run=run,
-    reference="Bonato, Cotogni, Sabetta. Is Retain Set All You Need in Machine Unlearning? Restoring Performance "
-              "of Unlearned Models with Out-of-Distribution Images. ECCV 2024 (arXiv 2404.12922)",
-    defaults_source="SCAR code as reimplemented in SalUn-style frameworks (Adam 5e-4, lambda_1 1, lambda_2 5, "
-                    "T 2, Tukey 0.5, shrinkage 3/3, 6 OOD batches per forget batch, stop at forget acc 0.01); "
-                    "batch sizes and the distribution source are ours (see module docstring)",
-    profile_overrides={
-        # ours: at the published lr 5e-4 the digits model needs more steps than a smoke run affords
-        "smoke": {"batch_forget": 32, "batch_ood": 64, "check_samples": 128, "check_every": 5, "max_steps": 300,
-                  "epochs": 10, "lr": 2e-3},
-        "cpu": {"check_every": 5, "max_steps": 600},
-        "paper": {},
-    },
-)
+
+METHOD = Method(name="scar", title="SCAR", data_access="forget", extras=("ood",), config_cls=SCARConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

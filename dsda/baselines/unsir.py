@@ -32,6 +32,10 @@ from ..data import TensorDataset
 from . import _common as C
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = ("Tarun, Chundawat, Mandal, Kankanhalli. Fast Yet Effective Machine Unlearning. IEEE TNNLS 2023 "
+             "(arXiv 2111.08947)")
+
 
 @dataclass(frozen=True)
 class UNSIRConfig:
@@ -52,6 +56,23 @@ class UNSIRConfig:
         C.check_fields(self, positive_int=("noise_batch", "noise_steps", "noise_copies", "retain_per_class",
                                            "impair_epochs", "impair_batch", "repair_epochs", "repair_batch"),
                        positive=("noise_lr", "impair_lr", "repair_lr"), non_negative=("noise_l2",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("SSD's implementation of UNSIR (if-loops/selective-synaptic-dampening: noise batch 32, "
+                   "25 Adam steps at lr 0.1, l2 0.1, 80 noise copies, 500 retain samples per class, impair and "
+                   "repair one epoch each at Adam lr 1e-4, batches 32 and 128)")
+PROFILES = {
+    # digits has ~130 train images per class: use all of them, fewer noise copies
+    "smoke": {"retain_per_class": 100, "noise_copies": 10, "noise_steps": 10, "impair_lr": 0.02, "repair_lr": 0.01},
+    # ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val A_f /
+    # A_r, original 94.2 / 93.1): the published lrs (1e-4, 1e-4) forget nothing here (96.3 / 91.4); impair 1e-3
+    # + repair 1e-3: 44.6 / 91.7; + repair 3e-3: 5.6 / 91.1; + repair 5e-3: 0.2 / 88.8 (chosen: the gentlest
+    # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
+    # repair epoch (retain data only), not in the noise-impair epoch.
+    "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
+    "paper": {},
+}
 
 
 def error_maximising_noise(model, forget_class: int, *, n: int, steps: int, lr: float, l2: float,
@@ -111,22 +132,6 @@ def run(model, forget_classes, *, config: UNSIRConfig | None = None, seed: int =
     }
     return model.eval(), report
 
-METHOD = Method(
-    name="unsir", title="UNSIR", data_access="retain_subset", config_cls=UNSIRConfig, run=run,
-    reference="Tarun, Chundawat, Mandal, Kankanhalli. Fast Yet Effective Machine Unlearning. IEEE TNNLS 2023 "
-              "(arXiv 2111.08947)",
-    defaults_source="SSD's implementation of UNSIR (if-loops/selective-synaptic-dampening: noise batch 32, "
-                    "25 Adam steps at lr 0.1, l2 0.1, 80 noise copies, 500 retain samples per class, impair and "
-                    "repair one epoch each at Adam lr 1e-4, batches 32 and 128)",
-    profile_overrides={
-        # digits has ~130 train images per class: use all of them, fewer noise copies
-        "smoke": {"retain_per_class": 100, "noise_copies": 10, "noise_steps": 10, "impair_lr": 0.02, "repair_lr": 0.01},
-        # ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val A_f /
-        # A_r, original 94.2 / 93.1): the published lrs (1e-4, 1e-4) forget nothing here (96.3 / 91.4); impair 1e-3
-        # + repair 1e-3: 44.6 / 91.7; + repair 3e-3: 5.6 / 91.1; + repair 5e-3: 0.2 / 88.8 (chosen: the gentlest
-        # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
-        # repair epoch (retain data only), not in the noise-impair epoch.
-        "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
-        "paper": {},
-    },
-)
+
+METHOD = Method(name="unsir", title="UNSIR", data_access="retain_subset", config_cls=UNSIRConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)
