@@ -13,6 +13,7 @@ Nothing here imports dsda.data, dsda.train or dsda.metrics: the baselines are so
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import time
@@ -189,7 +190,7 @@ def draw_normal(shape: Sequence[int], gen: torch.Generator, device: torch.device
 
 # ----------------------------------------------------------------------------- the common start and end
 
-class Distiller:
+class Distiller(abc.ABC):
     """What GKT and ISPF share: the shared prologue (_common.setup), then the teacher (the model itself,
     frozen), a fresh student of its architecture and the generator, the student and then the generator
     initialised from the run's generator; at the end, the frozen student and the report.
@@ -210,8 +211,9 @@ class Distiller:
         self.G = seeded_init_(G, s.gen).to(s.device)
         self.snaps = Snapshots(cfg.snapshot_every, s.t0)
 
+    @abc.abstractmethod
     def entries(self) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} must define entries()")
+        """The method's own report entries (steps, stop reason, curves, ...)."""
 
     def finish(self) -> tuple[nn.Module, dict[str, Any]]:
         """(the student, frozen; the report: header, the method's entries, wall time, snapshots)."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._common import optimizer_step
 from .base import Method
 
 # the paper this method comes from (the methods table)
@@ -100,9 +101,7 @@ def fit_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
         for i in range(per_epoch):
             idx = perm[i * batch_size:(i + 1) * batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            (sign * loss).backward()
-            optimizer.step()
+            optimizer_step(optimizer, sign * loss)
             step_losses.append(loss.detach())
             bar.update(1)
     bar.close()

@@ -113,14 +113,15 @@ def _student_loss(student, t_logits, t_maps, x, cfg):
 
 @dataclass
 class Counts:
+    """GKT's counters (the report's steps and gate entries)."""
     cycles: int = 0          # pseudo batches that passed the gate
     student: int = 0         # optimisation steps
     generator: int = 0
     empty: int = 0           # empty (fully gated) batches in a row
     empty_total: int = 0
     resets: int = 0          # generator restored to an earlier checkpoint
-    drawn: int = 0           # samples drawn and kept by the gate
-    kept: int = 0
+    drawn: int = 0           # samples drawn
+    kept: int = 0            # of them, kept by the gate
 
 
 class Transfer(Distiller):

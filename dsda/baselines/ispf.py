@@ -172,9 +172,7 @@ def _generator_step(G, opt_g, teacher, student, forget, cfg, gen, dev) -> dict[s
     p = F.softmax(t_out, dim=1).mean(dim=0)
     loss_balance = (p * torch.log(p)).sum()   # negative entropy of the mean prediction: spread the classes
     loss = cfg.bn * loss_bn + cfg.oh * loss_oh + cfg.adv * loss_adv + cfg.balance * loss_balance
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_g.step()
+    C.optimizer_step(opt_g, loss)
     return {"total": loss.detach(), "bn": loss_bn.detach(), "oh": loss_oh.detach(), "adv": loss_adv.detach(),
             "balance": loss_balance.detach()}
 
