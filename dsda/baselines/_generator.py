@@ -1,96 +1,32 @@
-"""Shared pieces of the data-free distillation baselines (GKT, ISPF) and the source-free checks.
+"""Shared pieces of the data-free distillation baselines (GKT, ISPF).
 
+- `Distiller`: their common start, after the shared prologue (_common.setup): the model frozen as
+  the teacher, a fresh student and the generator, both initialised from the run's generator; and their
+  common end (the frozen student and the report). `progress_bar`: their tqdm bar.
 - `Generator`: z -> image network of the GKT / ISPF (DFQ) family, sized to any `model.input_shape`.
 - `seeded_init_` / `fresh_student`: PyTorch's default initialisation drawn from an explicit
   torch.Generator, so a "fresh student" is reproducible and leaves the global RNG alone.
 - `logits_and_maps`, `attention_map`, `attention_loss`, `kd_kl`: the distillation losses.
 - `Snapshots`: the `snapshot_every` recorder for the efficiency curves of notebook 04.
-- small argument checks shared by the three source-free baselines.
 
 Nothing here imports dsda.data, dsda.train or dsda.metrics: the baselines are source-free.
 """
 from __future__ import annotations
 
+import abc
+import contextlib
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import validate_forget_classes  # noqa: F401  (one definition, re-exported for the methods)
-from ..checks import validate_seed as check_seed  # noqa: F401  (re-exported for the methods)
 from ..utils import check_choice
+from . import _common as C
 
 GENERATOR_OUTPUTS = ("bn", "sigmoid")
-
-
-# ----------------------------------------------------------------------------- argument checks
-
-def check_classifier(model: Any, need_maps: bool = False) -> int:
-    """The model must look like a dsda.models.Classifier; returns its class count."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (a dsda.models.Classifier), got {type(model).__name__}")
-    needed = ["num_classes", "input_shape", "input_range", "features", "fc"] + (["stages", "feature_maps"] if need_maps else [])
-    missing = [a for a in needed if not hasattr(model, a)]
-    if missing:
-        raise TypeError(f"model lacks {missing}; this method needs a dsda.models.Classifier-like interface "
-                        f"({', '.join(needed)})")
-    return int(model.num_classes)
-
-
-def check_config(config: Any, cls: type) -> Any:
-    """None -> the class defaults; otherwise it must be an instance of `cls`."""
-    if config is None:
-        return cls()
-    if not isinstance(config, cls):
-        raise TypeError(f"config must be a {cls.__name__} (e.g. METHOD.config('cpu')), got {type(config).__name__}")
-    return config
-
-
-def check_fields(obj: Any, positive_int: Sequence[str] = (), non_negative_int: Sequence[str] = (),
-                 positive: Sequence[str] = (), non_negative: Sequence[str] = (),
-                 fraction: Sequence[str] = ()) -> None:
-    """Validate dataclass fields by kind; the message names `Class.field` and what is allowed."""
-    name = type(obj).__name__
-
-    def is_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    def is_num(v):
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-    for f in positive_int:
-        v = getattr(obj, f)
-        if not is_int(v) or v <= 0:
-            raise ValueError(f"{name}.{f} must be a positive integer, got {v!r}")
-    for f in non_negative_int:
-        v = getattr(obj, f)
-        if not is_int(v) or v < 0:
-            raise ValueError(f"{name}.{f} must be a non-negative integer (0 = off), got {v!r}")
-    for f in positive:
-        v = getattr(obj, f)
-        if not is_num(v) or v <= 0:
-            raise ValueError(f"{name}.{f} must be a positive number, got {v!r}")
-    for f in non_negative:
-        v = getattr(obj, f)
-        if not is_num(v) or v < 0:
-            raise ValueError(f"{name}.{f} must be a non-negative number, got {v!r}")
-    for f in fraction:
-        v = getattr(obj, f)
-        if not is_num(v) or not 0 < v < 1:
-            raise ValueError(f"{name}.{f} must be a number in (0, 1), got {v!r}")
-
-
-def as_int_tuple(obj: Any, field: str, length: int) -> None:
-    """Normalise a list/tuple field of a frozen dataclass to a tuple of `length` positive ints."""
-    v = getattr(obj, field)
-    if not isinstance(v, (list, tuple)) or len(v) != length or any(
-            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c <= 0 for c in v):
-        raise ValueError(f"{type(obj).__name__}.{field} must be {length} positive integers, got {v!r}")
-    object.__setattr__(obj, field, tuple(int(c) for c in v))
 
 
 # ----------------------------------------------------------------------------- seeded initialisation
@@ -252,9 +188,46 @@ def draw_normal(shape: Sequence[int], gen: torch.Generator, device: torch.device
     return torch.randn(*shape, generator=gen).to(device)
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """Teacher mode: eval (BN running statistics) and no parameter gradients."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+# ----------------------------------------------------------------------------- the common start and end
+
+class Distiller(abc.ABC):
+    """What GKT and ISPF share: the shared prologue (_common.setup), then the teacher (the model itself,
+    frozen), a fresh student of its architecture and the generator, the student and then the generator
+    initialised from the run's generator; at the end, the frozen student and the report.
+
+    A subclass sets `title` (the report's "method"), `config_cls` and `need_maps`, and `entries()`, its
+    report between the header and the time."""
+    title: str
+    config_cls: type
+    need_maps: bool = False
+
+    def __init__(self, model: Any, forget_classes: Any, config: Any, seed: Any, device: Any):
+        s = C.setup(model, forget_classes, config, self.config_cls, seed, device, need_maps=self.need_maps)
+        cfg = s.cfg
+        self.s, self.cfg, self.teacher = s, cfg, C.freeze(s.model)
+        self.student = fresh_student(self.teacher, s.gen, s.device)
+        G = Generator(self.teacher.input_shape, cfg.z_dim, cfg.gen_channels, cfg.generator_output,
+                      self.teacher.input_range)
+        self.G = seeded_init_(G, s.gen).to(s.device)
+        self.snaps = Snapshots(cfg.snapshot_every, s.t0)
+
+    @abc.abstractmethod
+    def entries(self) -> dict[str, Any]:
+        """The method's own report entries (steps, stop reason, curves, ...)."""
+
+    def finish(self) -> tuple[nn.Module, dict[str, Any]]:
+        """(the student, frozen; the report: header, the method's entries, wall time, snapshots)."""
+        C.freeze(self.student)
+        return self.student, {**self.s.header(self.title), **self.entries(), "time_s": self.s.elapsed(),
+                              "snapshots": self.snaps.items}
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -38,9 +38,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Cha, Cho, Hwang, Lee, Moon, Lee. Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
+             "Classifiers. AAAI 2024 (arXiv 2301.11578)")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,24 @@ class AdvImpConfig:
         C.check_fields(self, positive_int=("pgd_iters", "adv_per_sample", "adv_sources", "batch_adv",
                                            "batch_forget", "importance_samples", "check_every", "check_samples",
                                            "max_steps"),
-                       positive=("lr", "pgd_eps", "pgd_step"), nonneg=("weight_decay", "reg_lambda"),
+                       positive=("lr", "pgd_eps", "pgd_step"), non_negative=("weight_decay", "reg_lambda"),
                        fraction=("momentum", "stop_acc"))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("csm9493/L2UL (run_unlearn_cifar_imagenet.sh: lr 1e-3, reg-lamb 1.0, pgd-eps 4.0, "
+                   "20 adversarial images per sample; script defaults: pgd-alpha 0.1, 100 iterations; SGD "
+                   "momentum 0.9, wd 1e-4, batches 256/32); class-level adaptation ours (see module docstring)")
+PROFILES = {
+    "smoke": {"adv_sources": 32, "adv_per_sample": 2, "pgd_iters": 10, "pgd_eps": 1.0, "pgd_step": 0.2,
+              "batch_adv": 64, "importance_samples": 128, "check_samples": 128, "max_steps": 100,
+              "check_every": 2},
+    # ours: 64 sources x 4 targets x 20 iterations keeps the attack at a few seconds on 2 cores; the L2
+    # radius is scaled by sqrt(784 / 3072) from CIFAR's 4.0 to Fashion-MNIST's 28x28x1 images
+    "cpu": {"adv_sources": 64, "adv_per_sample": 4, "pgd_iters": 20, "pgd_eps": 2.0, "pgd_step": 0.2,
+            "importance_samples": 1024, "check_samples": 512, "check_every": 5, "max_steps": 300},
+    "paper": {},
+}
 
 
 def mas_importance(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -112,83 +131,68 @@ def adversarial_set(original: nn.Module, x: torch.Tensor, y: torch.Tensor, retai
     return torch.cat(xs), torch.cat(ys)
 
 
-def run(model, forget_classes, *, config: AdvImpConfig | None = None, seed: int = 0, device="auto",
-        forget: TensorDataset):
-    cfg = C.check_config(config, AdvImpConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc, rc = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev)
-    original = C.frozen_copy(model)
-    pixels = C.PixelMap.of(forget, dev)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(forget)
+def step_losses(model, xf: torch.Tensor, yf: torch.Tensor, xa: torch.Tensor, ya: torch.Tensor, omega, theta0,
+                cfg: AdvImpConfig) -> dict[str, torch.Tensor]:
+    """Eqs. 3-5 on one forget batch and one adversarial batch (model in train mode)."""
+    model.train()
+    na, nf = len(ya), len(yf)
+    ce_f = F.cross_entropy(model(xf), yf)
+    ce_a = F.cross_entropy(model(xa), ya)
+    loss = -ce_f * nf / (na + nf) + ce_a * na / (na + nf)                           # Eqs. 3-4
+    reg = sum((omega[k] * (p - theta0[k]).pow(2)).sum() / 2 for k, p in model.named_parameters()
+              if k in omega) if cfg.use_imp else torch.zeros((), device=xf.device)
+    loss = loss + cfg.reg_lambda * reg                                              # Eq. 5 (IMP)
+    return {"forget_ce": ce_f, "adv_ce": ce_a, "reg": reg, "total": loss}
 
-    t0 = time.perf_counter()
-    src = torch.randperm(n, generator=gen)[:cfg.adv_sources]
-    x_adv, y_adv = adversarial_set(original, forget.x[src], forget.y[src], rc, pixels, cfg, gen, dev)
-    adv_hit = C.accuracy(original, x_adv, y_adv, dev)   # share of adversarial images that reach their target
-    t1 = time.perf_counter()
-    imp_idx = torch.randperm(n, generator=gen)[:cfg.importance_samples]
-    omega = mas_importance(model, forget.x[imp_idx], cfg.batch_adv, dev) if cfg.use_imp else {}
+
+def train(model, forget: TensorDataset, x_adv: torch.Tensor, y_adv: torch.Tensor, omega, cfg: AdvImpConfig,
+          gen: torch.Generator, dev: torch.device) -> tuple[int, str, dict, list]:
+    """SGD on Eqs. 3-5 until the checked forget samples are all misclassified; (steps, stop, losses, checks)."""
     theta0 = {k: p.detach().clone() for k, p in model.named_parameters()}
-    t2 = time.perf_counter()
-
-    chk = torch.randperm(n, generator=gen)[:cfg.check_samples]
+    chk = torch.randperm(len(forget), generator=gen)[:cfg.check_samples]
     x_chk, y_chk = forget.x[chk], forget.y[chk]
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    adv_batches, fgt_batches = C.endless_batches(len(y_adv), cfg.batch_adv, gen), C.endless_batches(n, cfg.batch_forget, gen)
-    losses = {"forget_ce": [], "adv_ce": [], "reg": [], "total": []}
-    checks, stop = [], "max_steps"
-    acc = C.accuracy(model, x_chk, y_chk, dev)
-    checks.append((0, acc))
-    step = 0
-    while acc > cfg.stop_acc and step < cfg.max_steps:
-        ia, i_f = next(adv_batches), next(fgt_batches)
-        model.train()
-        na, nf = len(ia), len(i_f)
-        ce_f = F.cross_entropy(model(forget.x[i_f].to(dev)), forget.y[i_f].to(dev))
-        ce_a = F.cross_entropy(model(x_adv[ia].to(dev)), y_adv[ia].to(dev))
-        loss = -ce_f * nf / (na + nf) + ce_a * na / (na + nf)                       # Eqs. 3-4
-        reg = sum((omega[k] * (p - theta0[k]).pow(2)).sum() / 2 for k, p in model.named_parameters()
-                  if k in omega) if cfg.use_imp else torch.zeros((), device=dev)
-        loss = loss + cfg.reg_lambda * reg                                          # Eq. 5 (IMP)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    adv_batches = C.endless_batches(len(y_adv), cfg.batch_adv, gen)
+    fgt_batches = C.endless_batches(len(forget), cfg.batch_forget, gen)
+    losses = C.lists("forget_ce", "adv_ce", "reg", "total")
+    check = C.ForgetCheck(lambda: C.accuracy(model, x_chk, y_chk, dev), cfg.stop_acc)
+    step, stop = 0, "max_steps"
+    while check.acc > cfg.stop_acc and step < cfg.max_steps:
+        ia = next(adv_batches)
+        i_f = next(fgt_batches)
+        terms = step_losses(model, forget.x[i_f].to(dev), forget.y[i_f].to(dev), x_adv[ia].to(dev),
+                            y_adv[ia].to(dev), omega, theta0, cfg)
+        C.optimizer_step(opt, terms["total"])
         step += 1
-        for key, v in (("forget_ce", ce_f), ("adv_ce", ce_a), ("reg", reg), ("total", loss)):
-            losses[key].append(float(v.detach()))
+        C.log_losses(losses, **terms)
         if step % cfg.check_every == 0 or step == cfg.max_steps:
-            acc = C.accuracy(model, x_chk, y_chk, dev)
-            checks.append((step, acc))
-            if acc <= cfg.stop_acc:
+            check.check(step)
+            if check.forgotten:
                 stop = "forgotten"
+    return step, stop, losses, check.history
+
+
+def run(model, forget_classes, *, config: AdvImpConfig | None = None, seed: int = 0, device="auto",
+        forget: TensorDataset):
+    s = C.setup(model, forget_classes, config, AdvImpConfig, seed, device, forget=forget)
+    cfg, model, dev, gen = s.cfg, s.model, s.device, s.gen
+    original = C.frozen_copy(model)
+    src = torch.randperm(len(forget), generator=gen)[:cfg.adv_sources]
+    x_adv, y_adv = adversarial_set(original, forget.x[src], forget.y[src], s.retain, C.PixelMap.of(forget, dev),
+                                   cfg, gen, dev)
+    adv_hit = C.accuracy(original, x_adv, y_adv, dev)   # share of adversarial images that reach their target
+    t1 = time.perf_counter()
+    imp_idx = torch.randperm(len(forget), generator=gen)[:cfg.importance_samples]
+    omega = mas_importance(model, forget.x[imp_idx], cfg.batch_adv, dev) if cfg.use_imp else {}
+    t2 = time.perf_counter()
+    steps, stop, losses, checks = train(model, forget, x_adv, y_adv, omega, cfg, gen, dev)
     report = {
-        "config": C.config_dict(cfg), "steps": step, "stop_reason": stop, "losses": losses,
+        "config": C.config_dict(cfg), "steps": steps, "stop_reason": stop, "losses": losses,
         "forget_acc_checks": checks, "n_adversarial": len(y_adv), "adversarial_target_rate": adv_hit,
-        "time_s": {"adversarial": t1 - t0, "importance": t2 - t1, "train": time.perf_counter() - t2},
+        "time_s": {"adversarial": t1 - s.t0, "importance": t2 - t1, "train": time.perf_counter() - t2},
     }
     return model.eval(), report
 
 
-METHOD = Method(
-    name="adv_imp", title="ADV+IMP", data_access="forget", config_cls=AdvImpConfig, run=run,
-    reference="Cha, Cho, Hwang, Lee, Moon, Lee. Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
-              "Classifiers. AAAI 2024 (arXiv 2301.11578)",
-    defaults_source="csm9493/L2UL (run_unlearn_cifar_imagenet.sh: lr 1e-3, reg-lamb 1.0, pgd-eps 4.0, "
-                    "20 adversarial images per sample; script defaults: pgd-alpha 0.1, 100 iterations; SGD "
-                    "momentum 0.9, wd 1e-4, batches 256/32); class-level adaptation ours (see module docstring)",
-    profile_overrides={
-        "smoke": {"adv_sources": 32, "adv_per_sample": 2, "pgd_iters": 10, "pgd_eps": 1.0, "pgd_step": 0.2,
-                  "batch_adv": 64, "importance_samples": 128, "check_samples": 128, "max_steps": 100,
-                  "check_every": 2},
-        # ours: 64 sources x 4 targets x 20 iterations keeps the attack at a few seconds on 2 cores; the L2
-        # radius is scaled by sqrt(784 / 3072) from CIFAR's 4.0 to Fashion-MNIST's 28x28x1 images
-        "cpu": {"adv_sources": 64, "adv_per_sample": 4, "pgd_iters": 20, "pgd_eps": 2.0, "pgd_step": 0.2,
-                "importance_samples": 1024, "check_samples": 512, "check_every": 5, "max_steps": 300},
-        "paper": {},
-    },
-)
+METHOD = Method(name="adv_imp", title="ADV+IMP", data_access="forget", config_cls=AdvImpConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

@@ -18,16 +18,19 @@ steps where it did cross. Pixel-space attacks use the granted data set's mean/st
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import check_choice, resolve_device
+from ..utils import check_choice
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Chen, Gao, Zhou, Wang, Lu, Shan. Boundary Unlearning: Rapid Forgetting of Deep Networks via "
+             "Shifting the Decision Space. CVPR 2023")
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -50,6 +53,18 @@ class BoundaryShrinkConfig:
                        positive=("bound", "pgd_step", "lr"), fraction=("momentum",))
 
 
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("authors' release TY-LEE-KR/Boundary-Unlearning-Code (FGSM bound 0.1, SGD lr 1e-5 momentum "
+                   "0.9, 10 epochs, batch 64); SalUn's boundary_sh.py (bound 0.1)")
+PROFILES = {
+    # ours: at the authors' lr 1e-5 nothing moves within the few steps the small profiles can afford
+    # ours: digits are 8x8 with 17 grey levels; at bound 0.1 FGSM crosses the boundary for only half of them
+    "smoke": {"epochs": 3, "batch_size": 32, "lr": 1e-2, "bound": 0.2},
+    "cpu": {"epochs": 1, "batch_size": 64, "lr": 1e-2},
+    "paper": {},
+}
+
+
 def nearest_labels(original, x: torch.Tensor, y: torch.Tensor, pixels: C.PixelMap, cfg: BoundaryShrinkConfig,
                    gen: torch.Generator) -> torch.Tensor:
     """Steps 1-2: the original model's label of the adversarial neighbour of each sample."""
@@ -65,55 +80,33 @@ def nearest_labels(original, x: torch.Tensor, y: torch.Tensor, pixels: C.PixelMa
 
 def run(model, forget_classes, *, config: BoundaryShrinkConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset):
-    cfg = C.check_config(config, BoundaryShrinkConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc, _ = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev)
+    s = C.setup(model, forget_classes, config, BoundaryShrinkConfig, seed, device, forget=forget)
+    cfg, model, dev = s.cfg, s.model, s.device
     original = C.frozen_copy(model)
     pixels = C.PixelMap.of(forget, dev)
-    gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-
-    t0 = time.perf_counter()
     losses, hits, seen = [], 0, 0
     label_counts = torch.zeros(int(model.num_classes), dtype=torch.long)
     for _ in range(cfg.epochs):
-        for idx in C.batch_indices(len(forget), cfg.batch_size, gen):
+        for idx in C.batch_indices(len(forget), cfg.batch_size, s.gen):
             x, y = forget.x[idx].to(dev), forget.y[idx].to(dev)
-            y_nbi = nearest_labels(original, x, y, pixels, cfg, gen)        # steps 1-2
+            y_nbi = nearest_labels(original, x, y, pixels, cfg, s.gen)      # steps 1-2
             hits += int((y_nbi != y).sum())
             seen += len(y)
             label_counts += torch.bincount(y_nbi.cpu(), minlength=int(model.num_classes))
             model.train()
             loss = F.cross_entropy(model(x), y_nbi)                         # step 3
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            C.optimizer_step(opt, loss)
             losses.append(float(loss.detach()))
     report = {
         "config": C.config_dict(cfg), "steps": len(losses), "losses": losses,
         "attack_success": hits / max(1, seen),
         "neighbour_label_counts": label_counts.tolist(),
-        "time_s": {"total": time.perf_counter() - t0},
+        "time_s": {"total": s.elapsed()},
     }
     return model.eval(), report
 
 
-METHOD = Method(
-    name="boundary_shrink", title="Boundary Shrink", data_access="forget", config_cls=BoundaryShrinkConfig,
-    run=run,
-    reference="Chen, Gao, Zhou, Wang, Lu, Shan. Boundary Unlearning: Rapid Forgetting of Deep Networks via "
-              "Shifting the Decision Space. CVPR 2023",
-    defaults_source="authors' release TY-LEE-KR/Boundary-Unlearning-Code (FGSM bound 0.1, SGD lr 1e-5 momentum "
-                    "0.9, 10 epochs, batch 64); SalUn's boundary_sh.py (bound 0.1)",
-    profile_overrides={
-        # ours: at the authors' lr 1e-5 nothing moves within the few steps the small profiles can afford
-        # ours: digits are 8x8 with 17 grey levels; at bound 0.1 FGSM crosses the boundary for only half of them
-        "smoke": {"epochs": 3, "batch_size": 32, "lr": 1e-2, "bound": 0.2},
-        "cpu": {"epochs": 1, "batch_size": 64, "lr": 1e-2},
-        "paper": {},
-    },
-)
+METHOD = Method(name="boundary_shrink", title="Boundary Shrink", data_access="forget",
+                config_cls=BoundaryShrinkConfig, run=run, reference=REFERENCE, defaults_source=DEFAULTS_SOURCE,
+                profile_overrides=PROFILES)

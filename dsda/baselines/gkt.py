@@ -26,18 +26,20 @@ Deviations (each also stated where it happens):
 from __future__ import annotations
 
 import copy
-import dataclasses
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..utils import check_choice, resolve_device
-from ._generator import (GENERATOR_OUTPUTS, Generator, Snapshots, as_int_tuple, attention_loss, check_classifier,
-                         check_config, check_fields, check_seed, draw_normal, freeze, fresh_student, kd_kl,
-                         logits_and_maps, seeded_init_, validate_forget_classes)
+from ..utils import check_choice
+from . import _common as C
+from ._generator import (GENERATOR_OUTPUTS, Distiller, attention_loss, draw_normal, kd_kl, logits_and_maps,
+                         progress_bar)
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Chundawat, Tarun, Mandal, Kankanhalli, 'Zero-Shot Machine Unlearning', IEEE TIFS 2023 "
+             "(arXiv 2201.05629)")
 
 
 @dataclass(frozen=True)
@@ -68,16 +70,31 @@ class GKTConfig:
     progress: bool = False               # tqdm progress bar
 
     def __post_init__(self):
-        as_int_tuple(self, "gen_channels", 3)
-        check_fields(self, positive_int=("n_cycles", "generator_steps", "student_steps", "batch_size", "z_dim",
-                                         "check_every", "stall_patience"),
-                     non_negative_int=("plateau_patience", "gen_lr_halve_every", "max_resets", "snapshot_every"),
-                     positive=("lr_student", "lr_generator", "temperature", "grad_clip"),
-                     non_negative=("at_beta",), fraction=("threshold", "plateau_factor"))
+        C.as_int_tuple(self, "gen_channels", 3)
+        C.check_fields(self, positive_int=("n_cycles", "generator_steps", "student_steps", "batch_size", "z_dim",
+                                           "check_every", "stall_patience"),
+                       non_negative_int=("plateau_patience", "gen_lr_halve_every", "max_resets", "snapshot_every"),
+                       positive=("lr_student", "lr_generator", "temperature", "grad_clip"),
+                       non_negative=("at_beta",), open_fraction=("threshold", "plateau_factor"),
+                       flag=("student_bn_eval", "progress"))
         check_choice("GKTConfig.generator_output", self.generator_output, GENERATOR_OUTPUTS)
-        for f in ("student_bn_eval", "progress"):
-            if not isinstance(getattr(self, f), bool):
-                raise ValueError(f"GKTConfig.{f} must be True or False, got {getattr(self, f)!r}")
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("official code ayushkumartarun/zero-shot-unlearning (1_class_mnist_allcnn.ipynb, unlearn.py); "
+                   "cpu/smoke budgets are ours")
+PROFILES = {
+    "smoke": {"n_cycles": 12, "batch_size": 64, "z_dim": 32, "gen_channels": (32, 32, 16),
+              "student_steps": 5, "check_every": 4},
+    # cpu: a prefix of 10 of the 4000 pseudo batches (0.25 %; ~3.4 s per pseudo batch on 2 cores, so the
+    # whole schedule would take ~4 hours, and the notebook series must fit in 25 minutes). Measured on a
+    # train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread): 30 cycles:
+    # val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still learning.
+    # (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the gate for
+    # good and the student never trained.)
+    "cpu": {"n_cycles": 10},
+    "paper": {},
+}
 
 
 def gate(teacher_probs: torch.Tensor, forget: list[int], threshold: float) -> torch.Tensor:
@@ -94,143 +111,139 @@ def _student_loss(student, t_logits, t_maps, x, cfg):
     return kd_kl(s_logits, t_logits, cfg.temperature, reduction="mean") + attention_loss(s_maps, t_maps, cfg.at_beta)
 
 
+@dataclass
+class Counts:
+    """GKT's counters (the report's steps and gate entries)."""
+    cycles: int = 0          # pseudo batches that passed the gate
+    student: int = 0         # optimisation steps
+    generator: int = 0
+    empty: int = 0           # empty (fully gated) batches in a row
+    empty_total: int = 0
+    resets: int = 0          # generator restored to an earlier checkpoint
+    drawn: int = 0           # samples drawn
+    kept: int = 0            # of them, kept by the gate
+
+
+class Transfer(Distiller):
+    """GKT's state between pseudo batches: the networks, their optimisers, the counters and the curves."""
+    title, config_cls, need_maps = "GKT", GKTConfig, True
+
+    def __init__(self, model, forget_classes, config, seed, device):
+        super().__init__(model, forget_classes, config, seed, device)
+        cfg, student, G = self.cfg, self.student, self.G
+        self.opt_s = torch.optim.Adam(student.parameters(), lr=cfg.lr_student)
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator)
+        # code: ReduceLROnPlateau(mode='min', factor=0.5, patience=2) stepped every 50 pseudo batches
+        self.plateau_s = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt_s, mode="min", factor=cfg.plateau_factor,
+                                                                    patience=cfg.plateau_patience)
+        student.train(not cfg.student_bn_eval)
+        self.saved_G = [copy.deepcopy(G.state_dict())]      # code: generator checkpoint at pseudo batch 0
+        self.curves = C.lists("cycle", "student_loss", "generator_loss", "kept_fraction", "lr_student", "lr_generator")
+        self.run_s, self.run_g, self.n, self.stop_reason = [], [], Counts(), "n_cycles"
+
+    def draw(self):
+        """A pseudo batch through the gate: (z, x, teacher logits, kept mask), or None if it kept nothing."""
+        z = draw_normal((self.cfg.batch_size, self.cfg.z_dim), self.s.gen, self.s.device)
+        x = self.G(z)
+        t_logits = self.teacher(x)                          # with the graph: the generator step reuses it
+        keep = gate(torch.softmax(t_logits.detach(), dim=1), self.s.forget, self.cfg.threshold)
+        n_keep = int(keep.sum())
+        self.n.drawn += self.cfg.batch_size
+        self.n.kept += n_keep
+        if n_keep == 0:
+            return None
+        self.n.empty = 0
+        return z, x, t_logits, keep
+
+    def stalled(self) -> bool:
+        """An empty batch; after `stall_patience` in a row the generator goes back to an earlier checkpoint
+        (code), and after `max_resets` resets the run gives up (ours)."""
+        n = self.n
+        n.empty, n.empty_total = n.empty + 1, n.empty_total + 1
+        if n.empty > self.cfg.stall_patience:
+            if n.resets >= self.cfg.max_resets:
+                return True
+            self.G.load_state_dict(self.saved_G[0])
+            n.resets, n.empty = n.resets + 1, 0
+        return False
+
+    def generator_steps(self, z, x, t_logits, keep) -> None:
+        """code: n_generator_iter generator steps on the gated batch, maximising KL(S || T)."""
+        for k in range(self.cfg.generator_steps):
+            if k > 0:
+                x = self.G(z)
+                t_logits = self.teacher(x)
+            loss_g = -kd_kl(self.student(x[keep]), t_logits[keep], self.cfg.temperature, reduction="mean")
+            C.optimizer_step(self.opt_g, loss_g, clip=(self.G.parameters(), self.cfg.grad_clip))
+            self.n.generator += 1
+            self.run_g.append(loss_g.detach())
+
+    def student_steps(self, z) -> None:
+        """code: n_student_iter student steps on the same z, re-generated by the updated G and re-gated."""
+        with torch.no_grad():
+            x = self.G(z)
+            t_logits, t_maps = logits_and_maps(self.teacher, x)   # the teacher is fixed: one pass for all steps
+            keep = gate(torch.softmax(t_logits, dim=1), self.s.forget, self.cfg.threshold)
+            x, t_logits, t_maps = x[keep], t_logits[keep], [m[keep] for m in t_maps]
+        for _ in range(self.cfg.student_steps if x.shape[0] > 0 else 0):
+            loss_s = _student_loss(self.student, t_logits, t_maps, x, self.cfg)
+            C.optimizer_step(self.opt_s, loss_s, clip=(self.student.parameters(), self.cfg.grad_clip))
+            self.n.student += 1
+            self.run_s.append(loss_s.detach())
+            self.snaps.maybe(self.n.student, self.student)
+
+    def end_cycle(self) -> None:
+        self.n.cycles += 1
+        every = self.cfg.gen_lr_halve_every
+        if self.n.cycles % self.cfg.check_every == 0:
+            self.check()
+        if every and self.n.cycles % every == 0:
+            # code: the generator's ReduceLROnPlateau is stepped with a constant, so it halves every 3 checks
+            for group in self.opt_g.param_groups:
+                group["lr"] *= self.cfg.plateau_factor
+
+    def check(self) -> None:
+        """Every `check_every` cycles: the student's plateau step, a row of curves, a generator checkpoint."""
+        mean_s = float(torch.stack(self.run_s).mean()) if self.run_s else float("nan")
+        mean_g = float(torch.stack(self.run_g).mean()) if self.run_g else float("nan")
+        # deviation: the code's plateau metric is the real retain-validation loss; ours is the student's
+        # own distillation loss on the pseudo batches (no data)
+        if self.run_s:
+            self.plateau_s.step(mean_s)
+        C.append_row(self.curves, cycle=self.n.cycles, student_loss=mean_s, generator_loss=mean_g,
+                     kept_fraction=self.n.kept / max(self.n.drawn, 1), lr_student=self.opt_s.param_groups[0]["lr"],
+                     lr_generator=self.opt_g.param_groups[0]["lr"])
+        self.run_s, self.run_g = [], []
+        # the code restores ((n // 50) - 1) * 50, i.e. the checkpoint before the latest one
+        self.saved_G = (self.saved_G + [copy.deepcopy(self.G.state_dict())])[-2:]
+
+    def entries(self) -> dict:
+        n = self.n
+        return {"steps": {"student": n.student, "generator": n.generator, "cycles": n.cycles},
+                "stop_reason": self.stop_reason,
+                "gate": {"kept_fraction": n.kept / max(n.drawn, 1), "samples_drawn": n.drawn,
+                         "samples_kept": n.kept, "empty_batches": n.empty_total, "generator_resets": n.resets},
+                "curves": self.curves}
+
+
 def run(model: nn.Module, forget_classes, *, config: GKTConfig | None = None, seed: int = 0,
         device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """GKT unlearning. Returns (a freshly initialised student distilled from `model` through the gate, report)."""
-    cfg = check_config(config, GKTConfig)
-    num_classes = check_classifier(model, need_maps=True)
-    forget = validate_forget_classes(forget_classes, num_classes)
-    seed = check_seed(seed)
-    dev = resolve_device(device)
-    t_start = time.perf_counter()
-
-    teacher = freeze(model.to(dev))
-    gen = torch.Generator().manual_seed(seed)            # student init, generator init, every z
-    student = fresh_student(teacher, gen, dev)
-    G = seeded_init_(Generator(teacher.input_shape, cfg.z_dim, cfg.gen_channels, cfg.generator_output,
-                               teacher.input_range), gen).to(dev).train()
-    opt_s = torch.optim.Adam(student.parameters(), lr=cfg.lr_student)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator)
-    # code: ReduceLROnPlateau(mode='min', factor=0.5, patience=2) stepped every 50 pseudo batches
-    plateau_s = torch.optim.lr_scheduler.ReduceLROnPlateau(opt_s, mode="min", factor=cfg.plateau_factor,
-                                                           patience=cfg.plateau_patience)
-    student.train(not cfg.student_bn_eval)
-    snaps = Snapshots(cfg.snapshot_every, t_start)
-    saved_G = [copy.deepcopy(G.state_dict())]            # code: generator checkpoint at pseudo batch 0
-    curves = {"cycle": [], "student_loss": [], "generator_loss": [], "kept_fraction": [],
-              "lr_student": [], "lr_generator": []}
-    run_s, run_g, kept_total, drawn_total = [], [], 0, 0
-    cycles = s_steps = g_steps = empty = empty_total = resets = 0
-    stop_reason = "n_cycles"
-
-    from tqdm.auto import tqdm
-    bar = tqdm(total=cfg.n_cycles, desc="GKT", disable=not cfg.progress, leave=False)
-    while cycles < cfg.n_cycles:
-        z = draw_normal((cfg.batch_size, cfg.z_dim), gen, dev)
-        x = G(z)
-        t_logits = teacher(x)                            # with the graph: the generator step reuses it
-        keep = gate(torch.softmax(t_logits.detach(), dim=1), forget, cfg.threshold)
-        n_keep = int(keep.sum())
-        drawn_total += cfg.batch_size
-        kept_total += n_keep
-        if n_keep == 0:
-            # code: the generator stopped producing retain-class samples -> back to an earlier checkpoint
-            empty, empty_total = empty + 1, empty_total + 1
-            if empty > cfg.stall_patience:
-                if resets >= cfg.max_resets:
-                    stop_reason = "stalled"
+    t = Transfer(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
+    with progress_bar(t.cfg.n_cycles, "GKT", t.cfg.progress) as bar:
+        while t.n.cycles < t.cfg.n_cycles:
+            batch = t.draw()
+            if batch is None:        # code: the generator stopped producing retain-class samples
+                if t.stalled():
+                    t.stop_reason = "stalled"
                     break
-                G.load_state_dict(saved_G[0])
-                resets, empty = resets + 1, 0
-            continue
-        empty = 0
-
-        # code: n_generator_iter generator steps on the gated batch, maximising KL(S || T)
-        for k in range(cfg.generator_steps):
-            if k > 0:
-                x = G(z)
-                t_logits = teacher(x)
-            loss_g = -kd_kl(student(x[keep]), t_logits[keep], cfg.temperature, reduction="mean")
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(G.parameters(), cfg.grad_clip)
-            opt_g.step()
-            g_steps += 1
-            run_g.append(loss_g.detach())
-
-        # code: n_student_iter student steps on the same z, re-generated by the updated G and re-gated
-        with torch.no_grad():
-            x = G(z)
-            t_logits, t_maps = logits_and_maps(teacher, x)   # the teacher is fixed: one pass for all steps
-            keep = gate(torch.softmax(t_logits, dim=1), forget, cfg.threshold)
-            x, t_logits, t_maps = x[keep], t_logits[keep], [m[keep] for m in t_maps]
-        for _ in range(cfg.student_steps if x.shape[0] > 0 else 0):
-            loss_s = _student_loss(student, t_logits, t_maps, x, cfg)
-            opt_s.zero_grad(set_to_none=True)
-            loss_s.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-            opt_s.step()
-            s_steps += 1
-            run_s.append(loss_s.detach())
-            snaps.maybe(s_steps, student)
-
-        cycles += 1
-        bar.update(1)
-        if cycles % cfg.check_every == 0:
-            mean_s = float(torch.stack(run_s).mean()) if run_s else float("nan")
-            mean_g = float(torch.stack(run_g).mean()) if run_g else float("nan")
-            # deviation: the code's plateau metric is the real retain-validation loss; ours is the student's
-            # own distillation loss on the pseudo batches (no data)
-            if run_s:
-                plateau_s.step(mean_s)
-            curves["cycle"].append(cycles)
-            curves["student_loss"].append(mean_s)
-            curves["generator_loss"].append(mean_g)
-            curves["kept_fraction"].append(kept_total / max(drawn_total, 1))
-            curves["lr_student"].append(opt_s.param_groups[0]["lr"])
-            curves["lr_generator"].append(opt_g.param_groups[0]["lr"])
-            run_s, run_g = [], []
-            # the code restores ((n // 50) - 1) * 50, i.e. the checkpoint before the latest one
-            saved_G = (saved_G + [copy.deepcopy(G.state_dict())])[-2:]
-        if cfg.gen_lr_halve_every and cycles % cfg.gen_lr_halve_every == 0:
-            # code: the generator's ReduceLROnPlateau is stepped with a constant, so it halves every 3 checks
-            for group in opt_g.param_groups:
-                group["lr"] *= cfg.plateau_factor
-    bar.close()
-
-    student.eval()
-    for p in student.parameters():
-        p.requires_grad_(False)
-    report = {
-        "method": "GKT", "forget_classes": forget, "seed": seed, "device": str(dev),
-        "config": dataclasses.asdict(cfg),
-        "steps": {"student": s_steps, "generator": g_steps, "cycles": cycles},
-        "stop_reason": stop_reason,
-        "gate": {"kept_fraction": kept_total / max(drawn_total, 1), "samples_drawn": drawn_total,
-                 "samples_kept": kept_total, "empty_batches": empty_total, "generator_resets": resets},
-        "curves": curves,
-        "time_s": time.perf_counter() - t_start,
-        "snapshots": snaps.items,
-    }
-    return student, report
+                continue
+            t.generator_steps(*batch)
+            t.student_steps(batch[0])
+            t.end_cycle()
+            bar.update(1)
+    return t.finish()
 
 
-METHOD = Method(
-    name="gkt", title="GKT", data_access="none", config_cls=GKTConfig, run=run,
-    reference="Chundawat, Tarun, Mandal, Kankanhalli, 'Zero-Shot Machine Unlearning', IEEE TIFS 2023 "
-              "(arXiv 2201.05629)",
-    defaults_source="official code ayushkumartarun/zero-shot-unlearning (1_class_mnist_allcnn.ipynb, unlearn.py); "
-                    "cpu/smoke budgets are ours",
-    profile_overrides={
-        "smoke": {"n_cycles": 12, "batch_size": 64, "z_dim": 32, "gen_channels": (32, 32, 16),
-                  "student_steps": 5, "check_every": 4},
-        # cpu: a prefix of 10 of the 4000 pseudo batches (0.25 %; ~3.4 s per pseudo batch on 2 cores, so the
-        # whole schedule would take ~4 hours, and the notebook series must fit in 25 minutes). Measured on a
-        # train-split validation subset (benchmarks/tune_baselines.py, forget class 3, 1 thread): 30 cycles:
-        # val A_f 0.0 / A_r 11.9 in 158 s; 100 cycles: 0.0 / 46.7 in 404 s; the student is still learning.
-        # (Until 2026-11-26 a NaN in the generator's first step -- see _generator.kd_kl -- emptied the gate for
-        # good and the student never trained.)
-        "cpu": {"n_cycles": 10},
-        "paper": {},
-    },
-)
+METHOD = Method(name="gkt", title="GKT", data_access="none", config_cls=GKTConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

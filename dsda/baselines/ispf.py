@@ -24,21 +24,20 @@ of steps (see the `cpu` overrides).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import check_choice, resolve_device
-from ._generator import (GENERATOR_OUTPUTS, Generator, Snapshots, as_int_tuple, check_classifier, check_config,
-                         check_fields, check_seed, draw_normal, freeze, fresh_student, kd_kl, seeded_init_,
-                         validate_forget_classes)
+from ..utils import check_choice
+from . import _common as C
+from ._generator import GENERATOR_OUTPUTS, Distiller, draw_normal, kd_kl, progress_bar
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = "Zhang, Shen, Chen, Xu, 'Toward Efficient Data-Free Unlearning', AAAI 2025 (arXiv 2412.13790)"
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -73,19 +72,29 @@ class ISPFConfig:
     progress: bool = False               # tqdm progress bar
 
     def __post_init__(self):
-        as_int_tuple(self, "gen_channels", 3)
-        check_fields(self, positive_int=("epochs", "ep_steps", "kd_steps", "g_steps", "batch_size", "z_dim"),
-                     non_negative_int=("warmup_epochs", "snapshot_every"),
-                     positive=("lr_generator", "lr", "temperature"),
-                     non_negative=("momentum", "weight_decay", "eta_min", "bn", "oh", "adv", "balance"),
-                     fraction=("threshold",))
+        C.as_int_tuple(self, "gen_channels", 3)
+        C.check_fields(self, positive_int=("epochs", "ep_steps", "kd_steps", "g_steps", "batch_size", "z_dim"),
+                       non_negative_int=("warmup_epochs", "snapshot_every"),
+                       positive=("lr_generator", "lr", "temperature"),
+                       non_negative=("momentum", "weight_decay", "eta_min", "bn", "oh", "adv", "balance"),
+                       open_fraction=("threshold",), flag=("inhibited", "post_filter", "progress"))
         check_choice("ISPFConfig.generator_output", self.generator_output, GENERATOR_OUTPUTS)
         check_choice("ISPFConfig.optimizer", self.optimizer, OPTIMIZERS)
         if self.kd_steps > self.ep_steps:
             raise ValueError(f"ISPFConfig.kd_steps ({self.kd_steps}) must not exceed ep_steps ({self.ep_steps})")
-        for f in ("inhibited", "post_filter", "progress"):
-            if not isinstance(getattr(self, f), bool):
-                raise ValueError(f"ISPFConfig.{f} must be True or False, got {getattr(self, f)!r}")
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("official code ChildEden/ISPF (scripts/un_dfq_cifar10_allcnn.sh, UN_datafree_kd.py, "
+                   "generative_unlearning.py); cpu/smoke budgets are ours")
+PROFILES = {
+    "smoke": {"epochs": 4, "warmup_epochs": 1, "ep_steps": 10, "kd_steps": 5, "batch_size": 64, "z_dim": 32,
+              "gen_channels": (32, 16, 8)},
+    # cpu: a 2-epoch budget (the full 200 epochs extrapolate to about 8 hours on 2 cores; notebook 04)
+    "cpu": {"epochs": 2, "warmup_epochs": 1, "optimizer": "adam", "lr": 1e-3},
+    "paper": {},
+    "paper-cifar100": {"threshold": 1e-3},   # code: threshold 0.001 for CIFAR-100 and TinyImageNet
+}
 
 
 # ----------------------------------------------------------------------------- PostFilter and Inhibited Synthesis
@@ -163,9 +172,7 @@ def _generator_step(G, opt_g, teacher, student, forget, cfg, gen, dev) -> dict[s
     p = F.softmax(t_out, dim=1).mean(dim=0)
     loss_balance = (p * torch.log(p)).sum()   # negative entropy of the mean prediction: spread the classes
     loss = cfg.bn * loss_bn + cfg.oh * loss_oh + cfg.adv * loss_adv + cfg.balance * loss_balance
-    opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    opt_g.step()
+    C.optimizer_step(opt_g, loss)
     return {"total": loss.detach(), "bn": loss_bn.detach(), "oh": loss_oh.detach(), "adv": loss_adv.detach(),
             "balance": loss_balance.detach()}
 
@@ -176,104 +183,101 @@ def _student_optimizer(student: nn.Module, cfg: ISPFConfig) -> torch.optim.Optim
     return torch.optim.Adam(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@dataclass
+class Epoch:
+    """One KD epoch's tallies (for its row of curves)."""
+    student_losses: list = field(default_factory=list)
+    forget_probs: list = field(default_factory=list)   # mean teacher mass on the forget classes, per batch
+    filtered: int = 0                                   # samples with a post-filtered logit
+    seen: int = 0
+
+
+class Distillation(Distiller):
+    """ISPF's state between epochs: the networks, their optimisers and schedule, the counters and the curves."""
+    title, config_cls = "ISPF", ISPFConfig
+
+    def __init__(self, model, forget_classes, config, seed, device):
+        super().__init__(model, forget_classes, config, seed, device)
+        cfg, student, G = self.cfg, self.student, self.G
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
+        self.opt_s = _student_optimizer(student, cfg)
+        # code: CosineAnnealingLR(T_max=200 = epochs, eta_min=2e-4), stepped once per KD epoch
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_s, T_max=cfg.epochs, eta_min=cfg.eta_min)
+        self.g_losses = C.lists("total", "bn", "oh", "adv", "balance")
+        self.curves = C.lists("epoch", "student_loss", "generator_loss", "filtered_fraction", "teacher_forget_prob",
+                              "lr")
+        self.s_steps = self.g_steps = self.n_seen = self.n_filtered = 0
+        self.rounds = cfg.ep_steps // cfg.kd_steps
+
+    def epoch(self, epoch: int) -> None:
+        """`rounds` x (g_steps generator steps, then kd_steps student steps unless warming up)."""
+        kd = epoch >= self.cfg.warmup_epochs              # code: no distillation during the warm-up epochs
+        ep = Epoch()
+        for _ in range(self.rounds):
+            for _ in range(self.cfg.g_steps):
+                C.append_row(self.g_losses, **_generator_step(self.G, self.opt_g, self.teacher, self.student,
+                                                              self.s.forget, self.cfg, self.s.gen, self.s.device))
+                self.g_steps += 1
+            if kd:
+                self.student_steps(ep)
+        if kd:
+            self.end_epoch(epoch, ep)
+
+    def sample(self, ep: Epoch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh generator batch and its (post-filtered) teacher logits."""
+        cfg = self.cfg
+        with torch.no_grad():
+            x = self.G(draw_normal((cfg.batch_size, cfg.z_dim), self.s.gen, self.s.device))
+            t_out = self.teacher(x)
+            ep.forget_probs.append(torch.softmax(t_out, dim=1)[:, self.s.forget].sum(dim=1).mean())
+            if cfg.post_filter:
+                t_out, hit = post_filter(t_out, self.s.forget, cfg.threshold)
+                ep.filtered += int(hit.any(dim=1).sum())
+            ep.seen += x.shape[0]
+        return x, t_out
+
+    def student_steps(self, ep: Epoch) -> None:
+        self.student.train()
+        self.G.eval()                                     # code: synthesizer.sample() uses generator.eval()
+        for _ in range(self.cfg.kd_steps):
+            x, t_out = self.sample(ep)
+            loss_s = kd_kl(self.student(x), t_out, self.cfg.temperature, reduction="batchmean")
+            C.optimizer_step(self.opt_s, loss_s)
+            self.s_steps += 1
+            ep.student_losses.append(loss_s.detach())
+            self.snaps.maybe(self.s_steps, self.student)
+
+    def end_epoch(self, epoch: int, ep: Epoch) -> None:
+        recent = self.g_losses["total"][-self.rounds * self.cfg.g_steps:]
+        C.append_row(self.curves, epoch=epoch + 1, student_loss=float(torch.stack(ep.student_losses).mean()),
+                     generator_loss=float(torch.stack(recent).mean()), filtered_fraction=ep.filtered / max(ep.seen, 1),
+                     teacher_forget_prob=float(torch.stack(ep.forget_probs).mean()),
+                     lr=self.opt_s.param_groups[0]["lr"])
+        self.n_seen, self.n_filtered = self.n_seen + ep.seen, self.n_filtered + ep.filtered
+        self.sched.step()
+
+    def entries(self) -> dict:
+        cfg = self.cfg
+        return {"steps": {"student": self.s_steps, "generator": self.g_steps, "epochs": cfg.epochs,
+                          "warmup_epochs": cfg.warmup_epochs},
+                "stop_reason": "epochs",
+                "post_filter": {"filtered_fraction": self.n_filtered / max(self.n_seen, 1),
+                                "samples_seen": self.n_seen, "samples_filtered": self.n_filtered},
+                "generator_losses": {k: [float(v) for v in vals] for k, vals in self.g_losses.items()},
+                "curves": self.curves}
+
+
 def run(model: nn.Module, forget_classes, *, config: ISPFConfig | None = None, seed: int = 0,
         device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """ISPF unlearning. Returns (a fresh student distilled from post-filtered teacher logits, report)."""
-    cfg = check_config(config, ISPFConfig)
-    num_classes = check_classifier(model)
-    forget = validate_forget_classes(forget_classes, num_classes)
-    seed = check_seed(seed)
-    dev = resolve_device(device)
-    t_start = time.perf_counter()
-
-    teacher = freeze(model.to(dev))
-    gen = torch.Generator().manual_seed(seed)             # student init, generator init, every z
-    student = fresh_student(teacher, gen, dev)
-    G = seeded_init_(Generator(teacher.input_shape, cfg.z_dim, cfg.gen_channels, cfg.generator_output,
-                               teacher.input_range), gen).to(dev)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
-    opt_s = _student_optimizer(student, cfg)
-    # code: CosineAnnealingLR(T_max=200 = epochs, eta_min=2e-4), stepped once per KD epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_s, T_max=cfg.epochs, eta_min=cfg.eta_min)
-    snaps = Snapshots(cfg.snapshot_every, t_start)
-    g_losses: dict[str, list] = {k: [] for k in ("total", "bn", "oh", "adv", "balance")}
-    curves = {"epoch": [], "student_loss": [], "generator_loss": [], "filtered_fraction": [],
-              "teacher_forget_prob": [], "lr": []}
-    s_steps = g_steps = n_seen = n_filtered = 0
-    rounds = cfg.ep_steps // cfg.kd_steps
-
-    from tqdm.auto import tqdm
-    bar = tqdm(total=cfg.warmup_epochs + cfg.epochs, desc="ISPF", disable=not cfg.progress, leave=False)
-    for epoch in range(cfg.warmup_epochs + cfg.epochs):
-        kd = epoch >= cfg.warmup_epochs                  # code: no distillation during the warm-up epochs
-        ep_s, ep_filtered, ep_seen, ep_pf = [], 0, 0, []
-        for _ in range(rounds):
-            for _ in range(cfg.g_steps):
-                losses = _generator_step(G, opt_g, teacher, student, forget, cfg, gen, dev)
-                g_steps += 1
-                for k, v in losses.items():
-                    g_losses[k].append(v)
-            if not kd:
-                continue
-            student.train()
-            G.eval()                                     # code: synthesizer.sample() uses generator.eval()
-            for _ in range(cfg.kd_steps):
-                with torch.no_grad():
-                    x = G(draw_normal((cfg.batch_size, cfg.z_dim), gen, dev))
-                    t_out = teacher(x)
-                    ep_pf.append(torch.softmax(t_out, dim=1)[:, forget].sum(dim=1).mean())
-                    if cfg.post_filter:
-                        t_out, hit = post_filter(t_out, forget, cfg.threshold)
-                        ep_filtered += int(hit.any(dim=1).sum())
-                    ep_seen += x.shape[0]
-                loss_s = kd_kl(student(x), t_out, cfg.temperature, reduction="batchmean")
-                opt_s.zero_grad(set_to_none=True)
-                loss_s.backward()
-                opt_s.step()
-                s_steps += 1
-                ep_s.append(loss_s.detach())
-                snaps.maybe(s_steps, student)
-        if kd:
-            curves["epoch"].append(epoch + 1)
-            curves["student_loss"].append(float(torch.stack(ep_s).mean()))
-            curves["generator_loss"].append(float(torch.stack(g_losses["total"][-rounds * cfg.g_steps:]).mean()))
-            curves["filtered_fraction"].append(ep_filtered / max(ep_seen, 1))
-            curves["teacher_forget_prob"].append(float(torch.stack(ep_pf).mean()))
-            curves["lr"].append(opt_s.param_groups[0]["lr"])
-            n_seen, n_filtered = n_seen + ep_seen, n_filtered + ep_filtered
-            sched.step()
-        bar.update(1)
-    bar.close()
-
-    student.eval()
-    for p in student.parameters():
-        p.requires_grad_(False)
-    report = {
-        "method": "ISPF", "forget_classes": forget, "seed": seed, "device": str(dev),
-        "config": dataclasses.asdict(cfg),
-        "steps": {"student": s_steps, "generator": g_steps, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs},
-        "stop_reason": "epochs",
-        "post_filter": {"filtered_fraction": n_filtered / max(n_seen, 1), "samples_seen": n_seen,
-                        "samples_filtered": n_filtered},
-        "generator_losses": {k: [float(v) for v in vals] for k, vals in g_losses.items()},
-        "curves": curves,
-        "time_s": time.perf_counter() - t_start,
-        "snapshots": snaps.items,
-    }
-    return student, report
+    d = Distillation(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
+    n_epochs = d.cfg.warmup_epochs + d.cfg.epochs
+    with progress_bar(n_epochs, "ISPF", d.cfg.progress) as bar:
+        for epoch in range(n_epochs):
+            d.epoch(epoch)
+            bar.update(1)
+    return d.finish()
 
 
-METHOD = Method(
-    name="ispf", title="ISPF", data_access="none", config_cls=ISPFConfig, run=run,
-    reference="Zhang, Shen, Chen, Xu, 'Toward Efficient Data-Free Unlearning', AAAI 2025 (arXiv 2412.13790)",
-    defaults_source="official code ChildEden/ISPF (scripts/un_dfq_cifar10_allcnn.sh, UN_datafree_kd.py, "
-                    "generative_unlearning.py); cpu/smoke budgets are ours",
-    profile_overrides={
-        "smoke": {"epochs": 4, "warmup_epochs": 1, "ep_steps": 10, "kd_steps": 5, "batch_size": 64, "z_dim": 32,
-                  "gen_channels": (32, 16, 8)},
-        # cpu: a 2-epoch budget (the full 200 epochs extrapolate to about 8 hours on 2 cores; notebook 04)
-        "cpu": {"epochs": 2, "warmup_epochs": 1, "optimizer": "adam", "lr": 1e-3},
-        "paper": {},
-        "paper-cifar100": {"threshold": 1e-3},   # code: threshold 0.001 for CIFAR-100 and TinyImageNet
-    },
-)
+METHOD = Method(name="ispf", title="ISPF", data_access="none", config_cls=ISPFConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

@@ -39,9 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Kim, Lee, Woo. Layer Attack Unlearning: Fast and Accurate Machine Unlearning via Layer Level "
+             "Attack and Knowledge Distillation. AAAI 2024 (arXiv 2312.16823)")
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,13 @@ class LAUConfig:
 
     def __post_init__(self):
         C.check_fields(self, positive_int=("pgd_steps", "batch_size", "epochs"),
-                       positive=("eps", "pgd_step", "temperature", "lr"), nonneg=("adv_weight",),
+                       positive=("eps", "pgd_step", "temperature", "lr"), non_negative=("adv_weight",),
                        fraction=("stop_acc",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = "no public code; all settings inferred from the paper's description (see module docstring)"
+PROFILES = {"smoke": {}, "cpu": {}, "paper": {}}
 
 
 def partial_pgd(fc: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
@@ -84,19 +92,9 @@ def unlearned_target(teacher_logits: torch.Tensor, forget_classes) -> torch.Tens
     return u * teacher_logits + (1 - u) * row_min
 
 
-def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0, device="auto",
-        forget: TensorDataset):
-    cfg = C.check_config(config, LAUConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc_cls, _ = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc_cls, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    gen = torch.Generator().manual_seed(seed)
-    teacher = C.frozen_copy(model.fc)
-
-    t0 = time.perf_counter()
+def attack_features(model, teacher: torch.nn.Module, forget: TensorDataset, forget_classes, cfg: LAUConfig,
+                    dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """Steps 1-3: (features h, labels, Partial-PGD features h_adv, masked KD targets z*, diagnostics)."""
     with torch.no_grad():   # step 1: the feature extractor is frozen, so features are computed once
         h = torch.cat([model.features(forget.x[i:i + 1024].to(dev)) for i in range(0, len(forget), 1024)])
     y = forget.y.to(dev)
@@ -107,58 +105,55 @@ def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0
                        for i in range(0, len(y), 1024)])                                   # step 2
     with torch.no_grad():
         t_adv = teacher(h_adv)
-        target = unlearned_target(t_adv, fc_cls)                                            # step 3
+        target = unlearned_target(t_adv, forget_classes)                                    # step 3
         attack_success = float((t_adv.argmax(1) != y).float().mean())
-    t1 = time.perf_counter()
+    return h, y, h_adv, target, {"attack_success": attack_success, "feature_scale": scale}
 
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():         # step 4: only the classification layer learns
-        p.requires_grad_(False)
-    for p in model.fc.parameters():
-        p.requires_grad_(True)
+
+@torch.no_grad()
+def fc_accuracy(model: torch.nn.Module, h: torch.Tensor, y: torch.Tensor) -> float:
+    """Forget accuracy of the edited model: exact, since the features are fixed (one matrix product)."""
+    return float((model.fc(h).argmax(1) == y).float().mean())
+
+
+def train_fc(model, h: torch.Tensor, y: torch.Tensor, h_adv: torch.Tensor, target: torch.Tensor, cfg: LAUConfig,
+             gen: torch.Generator, dev: torch.device) -> tuple[int, str, dict, list]:
+    """Steps 4-5: Adam on fc until the forget accuracy is <= stop_acc, or `epochs`; (steps, stop, losses, checks)."""
     opt = torch.optim.Adam(model.fc.parameters(), lr=cfg.lr)
-    T = cfg.temperature
-    losses = {"forget": [], "adversarial": [], "total": []}
-    checks, steps, stop = [], 0, "epochs"
-    with torch.no_grad():
-        acc = float((model.fc(h).argmax(1) == y).float().mean())
-    checks.append((0, acc))
-    for epoch in range(cfg.epochs):
-        if acc <= cfg.stop_acc:
-            stop = "forgotten"
+    losses = C.lists("forget", "adversarial", "total")
+    check = C.ForgetCheck(lambda: fc_accuracy(model, h, y), cfg.stop_acc)
+    steps = 0
+    for _ in range(cfg.epochs):
+        if check.forgotten:
             break
         for idx in C.batch_indices(len(y), cfg.batch_size, gen):
             idx = idx.to(dev)
-            l_f = C.kl_to_target(model.fc(h[idx]), target[idx], T)
-            l_a = C.kl_to_target(model.fc(h_adv[idx]), target[idx], T)
+            l_f = C.kl_to_target(model.fc(h[idx]), target[idx], cfg.temperature)
+            l_a = C.kl_to_target(model.fc(h_adv[idx]), target[idx], cfg.temperature)
             loss = l_f + cfg.adv_weight * l_a
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            C.optimizer_step(opt, loss)
             steps += 1
-            losses["forget"].append(float(l_f.detach()))
-            losses["adversarial"].append(float(l_a.detach()))
-            losses["total"].append(float(loss.detach()))
-        with torch.no_grad():                                                             # step 5
-            acc = float((model.fc(h).argmax(1) == y).float().mean())
-        checks.append((steps, acc))
-    else:
-        stop = "forgotten" if acc <= cfg.stop_acc else "epochs"
-    for p, f in zip(model.parameters(), flags):
-        p.requires_grad_(f)
+            C.log_losses(losses, forget=l_f, adversarial=l_a, total=loss)
+        check.check(steps)                                                                # step 5
+    return steps, "forgotten" if check.forgotten else "epochs", losses, check.history
+
+
+def run(model, forget_classes, *, config: LAUConfig | None = None, seed: int = 0, device="auto",
+        forget: TensorDataset):
+    s = C.setup(model, forget_classes, config, LAUConfig, seed, device, forget=forget)
+    model = s.model.eval()
+    teacher = C.frozen_copy(model.fc)
+    h, y, h_adv, target, attack = attack_features(model, teacher, forget, s.forget, s.cfg, s.device)
+    t1 = time.perf_counter()
+    with C.trainable_only(model, model.fc):   # step 4: only the classification layer learns
+        steps, stop, losses, checks = train_fc(model, h, y, h_adv, target, s.cfg, s.gen, s.device)
     report = {
-        "config": C.config_dict(cfg), "steps": steps, "stop_reason": stop, "losses": losses,
-        "forget_acc_checks": checks, "attack_success": attack_success,
-        "feature_scale": scale, "n_forget": len(y),
-        "time_s": {"features_and_attack": t1 - t0, "train": time.perf_counter() - t1},
+        "config": C.config_dict(s.cfg), "steps": steps, "stop_reason": stop, "losses": losses,
+        "forget_acc_checks": checks, **attack, "n_forget": len(y),
+        "time_s": {"features_and_attack": t1 - s.t0, "train": time.perf_counter() - t1},
     }
     return model.eval(), report
 
 
-METHOD = Method(
-    name="lau", title="LAU", data_access="forget", config_cls=LAUConfig, run=run,
-    reference="Kim, Lee, Woo. Layer Attack Unlearning: Fast and Accurate Machine Unlearning via Layer Level "
-              "Attack and Knowledge Distillation. AAAI 2024 (arXiv 2312.16823)",
-    defaults_source="no public code; all settings inferred from the paper's description (see module docstring)",
-    profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},
-)
+METHOD = Method(name="lau", title="LAU", data_access="forget", config_cls=LAUConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

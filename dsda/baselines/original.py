@@ -9,10 +9,18 @@ import torch.nn as nn
 
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = "the model trained on the full training split (no unlearning)"
+
 
 @dataclass(frozen=True)
 class OriginalConfig:
     """No options: the original model is returned unchanged."""
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = "no options"
+PROFILES = {"smoke": {}, "cpu": {}, "paper": {}}
 
 
 def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: OriginalConfig, seed: int,
@@ -20,10 +28,7 @@ def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: OriginalCo
     return model.eval(), {"steps": 0}
 
 
-METHOD = Method(
-    name="original", title="Original", data_access="none", config_cls=OriginalConfig, run=run,
-    reference="the model trained on the full training split (no unlearning)",
-    defaults_source="no options",
-    profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},
-    in_paper_table=False,  # whether DSDA's Table 1 lists it is unknown (digest §7: tables not retrieved)
-)
+# in_paper_table: whether DSDA's Table 1 lists it is unknown (digest §7: tables not retrieved)
+METHOD = Method(name="original", title="Original", data_access="none", config_cls=OriginalConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES,
+                in_paper_table=False)

@@ -27,6 +27,9 @@ from ..models import Classifier, build_model
 from ..profiles import Profile, get_profile
 from .base import Method
 
+# the paper this method comes from (the methods table)
+REFERENCE = "retrain from scratch without the forget classes (the gold standard; digest §8.1)"
+
 
 @dataclass(frozen=True)
 class RetrainConfig:
@@ -39,6 +42,11 @@ class RetrainConfig:
         for name in ("use_cache", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = "the profile's training recipe (dsda.profiles; paper §5.1: Adam, multi-step lr from 0.01)"
+PROFILES = {"smoke": {}, "cpu": {}, "paper": {}}  # the recipe comes from the profile itself
 
 
 def fresh_model(template: Classifier, profile: Profile, seed: int) -> Classifier:
@@ -133,10 +141,5 @@ def store_cached(profile: Profile, forget_classes: Sequence[int], *, seed: int, 
     return path
 
 
-METHOD = Method(
-    name="retrain", title="Retrain", data_access="full", config_cls=RetrainConfig, run=run,
-    reference="retrain from scratch without the forget classes (the gold standard; digest §8.1)",
-    defaults_source="the profile's training recipe (dsda.profiles; paper §5.1: Adam, multi-step lr from 0.01)",
-    profile_overrides={"smoke": {}, "cpu": {}, "paper": {}},  # the recipe comes from the profile itself
-    in_paper_table=True,
-)
+METHOD = Method(name="retrain", title="Retrain", data_access="full", config_cls=RetrainConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES, in_paper_table=True)

@@ -263,40 +263,12 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
     from ..metrics import evaluate as evaluate_model
     from ..train import original_model
 
-    method = _resolve_method(name)
-    prof = get_profile(profile)
-    num_classes = dataset_info(prof.dataset).num_classes
-    fc = validate_forget_classes(prof.forget_classes if forget_classes is None else forget_classes, num_classes)
-    seed = validate_seed(seed)
-    model_seed = validate_seed(model_seed, "model_seed")
-    for key, flag in (("evaluate", evaluate), ("progress", progress), ("return_model", return_model)):
-        _check_bool(key, flag)
-    check_positive("retain_per_class", retain_per_class)
-    dev = resolve_device(device)
-    config = build_config(method, prof, progress, overrides)
-    check_signature(method)
-
+    flags = {"evaluate": evaluate, "progress": progress, "return_model": return_model}
+    method, prof, fc, seed, model_seed, dev, config = _checked_arguments(
+        name, profile, forget_classes, seed, model_seed, flags, retain_per_class, device, overrides)
     model = copy.deepcopy(original_model(prof, seed=model_seed, device=dev, progress=progress))
-    hooks = _cache_hooks(method)
-    cached = hooks[0](prof, fc, seed=seed, device=dev, config=config) if hooks else None
-    granted_sizes: dict[str, int] = {}
-    if cached is not None:
-        model, report, et_s = cached
-        et_source = "cache"
-    else:
-        grant = build_grant(method, prof, fc, seed, retain_per_class)      # everything loaded before the guard
-        granted_sizes = {k: len(v) for k, v in grant.items()}
-        reason = (f"method {method.name} declared data_access={method.data_access!r}"
-                  + (f", extras={list(method.extras)}" if method.extras else "")
-                  + "; it may use only the data the runner handed it")
-        with forbid_data_access(reason):
-            with timer() as t:   # synchronises CUDA before and after
-                out = method.run(model, fc, config=config, seed=seed, device=dev, **grant)
-        del grant
-        model, report = _check_result(method, out)
-        et_s, et_source = t["s"], "measured"
-        if hooks:
-            hooks[1](prof, fc, seed=seed, model=model, report=report, et_s=et_s, config=config)
+    model, report, et_s, et_source, granted_sizes = _unlearn(method, model, prof, fc, seed, dev, config,
+                                                             retain_per_class)
     model.eval()
 
     metrics = evaluate_model(model, prof, fc, device=dev, seed=seed) if evaluate else None
@@ -309,6 +281,49 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
         "reference": method.reference, "provenance": provenance(dev),
     }
     return (record, model, report) if return_model else record
+
+
+def _checked_arguments(name, profile, forget_classes, seed, model_seed, flags: Mapping[str, Any], retain_per_class,
+                       device, overrides: Mapping[str, Any]) -> tuple:
+    """Every argument of run_method checked, in this order, before anything is loaded:
+    (method, profile, forget classes, seed, model seed, device, config)."""
+    method = _resolve_method(name)
+    prof = get_profile(profile)
+    num_classes = dataset_info(prof.dataset).num_classes
+    fc = validate_forget_classes(prof.forget_classes if forget_classes is None else forget_classes, num_classes)
+    seed = validate_seed(seed)
+    model_seed = validate_seed(model_seed, "model_seed")
+    for key, flag in flags.items():
+        _check_bool(key, flag)
+    check_positive("retain_per_class", retain_per_class)
+    dev = resolve_device(device)
+    config = build_config(method, prof, flags["progress"], overrides)
+    check_signature(method)
+    return method, prof, fc, seed, model_seed, dev, config
+
+
+def _unlearn(method: Method, model: nn.Module, prof: Profile, fc: tuple[int, ...], seed: int, dev: torch.device,
+             config: Any, retain_per_class: int) -> tuple[nn.Module, dict, float, str, dict[str, int]]:
+    """(model, report, seconds, "cache" or "measured", granted sizes): the method's cached result if its
+    hooks have one, else one run of `method.run` on its grant, timed, inside the data guard."""
+    hooks = _cache_hooks(method)
+    cached = hooks[0](prof, fc, seed=seed, device=dev, config=config) if hooks else None
+    if cached is not None:
+        model, report, et_s = cached
+        return model, report, et_s, "cache", {}
+    grant = build_grant(method, prof, fc, seed, retain_per_class)      # everything loaded before the guard
+    granted_sizes = {k: len(v) for k, v in grant.items()}
+    reason = (f"method {method.name} declared data_access={method.data_access!r}"
+              + (f", extras={list(method.extras)}" if method.extras else "")
+              + "; it may use only the data the runner handed it")
+    with forbid_data_access(reason):
+        with timer() as t:   # synchronises CUDA before and after
+            out = method.run(model, fc, config=config, seed=seed, device=dev, **grant)
+    del grant
+    model, report = _check_result(method, out)
+    if hooks:
+        hooks[1](prof, fc, seed=seed, model=model, report=report, et_s=t["s"], config=config)
+    return model, report, t["s"], "measured", granted_sizes
 
 
 # ----------------------------------------------------------------------------- the methods table

@@ -37,14 +37,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Bonato, Cotogni, Sabetta. Is Retain Set All You Need in Machine Unlearning? Restoring Performance "
+             "of Unlearned Models with Out-of-Distribution Images. ECCV 2024 (arXiv 2404.12922)")
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,21 @@ class SCARConfig:
         C.check_fields(self, positive_int=("batch_forget", "batch_ood", "ood_batches_per_forget", "epochs",
                                            "max_steps", "check_every", "check_samples", "min_class_samples"),
                        positive=("lr", "temperature", "tukey_delta"),
-                       nonneg=("weight_decay", "lambda_fgt", "lambda_ret", "gamma1", "gamma2"),
+                       non_negative=("weight_decay", "lambda_fgt", "lambda_ret", "gamma1", "gamma2"),
                        fraction=("stop_acc",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("SCAR code as reimplemented in SalUn-style frameworks (Adam 5e-4, lambda_1 1, lambda_2 5, "
+                   "T 2, Tukey 0.5, shrinkage 3/3, 6 OOD batches per forget batch, stop at forget acc 0.01); "
+                   "batch sizes and the distribution source are ours (see module docstring)")
+PROFILES = {
+    # ours: at the published lr 5e-4 the digits model needs more steps than a smoke run affords
+    "smoke": {"batch_forget": 32, "batch_ood": 64, "check_samples": 128, "check_every": 5, "max_steps": 300,
+              "epochs": 10, "lr": 2e-3},
+    "cpu": {"check_every": 5, "max_steps": 600},
+    "paper": {},
+}
 
 
 # ----------------------------------------------------------------------------- the OOD set
@@ -166,95 +183,89 @@ def masked_teacher(logits: torch.Tensor, forget_classes) -> tuple[torch.Tensor, 
     return t, keep
 
 
-def run(model, forget_classes, *, config: SCARConfig | None = None, seed: int = 0, device="auto",
-        forget: TensorDataset, ood: TensorDataset):
-    cfg = C.check_config(config, SCARConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc, rc = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    C.check_granted("ood", ood, labelled=False)
-    dev = resolve_device(device)
-    model.to(dev)
-    original = C.frozen_copy(model)
-    gen = torch.Generator().manual_seed(seed)
-
-    t0 = time.perf_counter()
-    x_ood = adapt_ood(ood, model.input_shape, forget.info.mean, forget.info.std)
+def ood_distributions(original, forget: TensorDataset, ood: TensorDataset, retain_classes, cfg: SCARConfig,
+                      dev: torch.device) -> dict:
+    """The set-up: OOD inputs and teacher logits, the retain-class distributions fitted on the OOD features
+    (grouped by the original model's predictions), and the nearest wrong class of every forget sample."""
+    x_ood = adapt_ood(ood, original.input_shape, forget.info.mean, forget.info.std)
     with torch.no_grad():
         t_ood = C.predict(original, x_ood, dev)
     pseudo = t_ood.argmax(1).cpu()
-    kept, means, precs, counts = class_distributions(features(original, x_ood, dev).cpu(), pseudo, rc, cfg)
+    kept, means, precs, counts = class_distributions(features(original, x_ood, dev).cpu(), pseudo, retain_classes, cfg)
     means, precs = means.to(dev), precs.to(dev)
     with torch.no_grad():   # nearest wrong (retain) class of every forget sample, fixed once
         d0 = torch.cat([mahalanobis(features(original, forget.x[i:i + 1024], dev), means, precs, cfg.tukey_delta)
                         for i in range(0, len(forget), 1024)])
-    nearest = d0.argmin(1)                                   # index into `kept`
-    t1 = time.perf_counter()
+    return {"x_ood": x_ood, "t_ood": t_ood, "kept": kept, "means": means, "precs": precs, "counts": counts,
+            "nearest": d0.argmin(1)}                         # index into `kept`
 
+
+def step_losses(model, xf: torch.Tensor, nearest: torch.Tensor, x_ood: torch.Tensor, t_ood: torch.Tensor, d: dict,
+                forget_classes, cfg: SCARConfig) -> dict[str, torch.Tensor]:
+    """L_fgt on a forget batch (its nearest classes given) + L_ret on an OOD batch (model in train mode)."""
+    model.train()
+    h = model.features(xf)
+    l_fgt = cfg.lambda_fgt * mahalanobis(h, d["means"], d["precs"], cfg.tukey_delta).gather(1, nearest[:, None]).mean()
+    t, keep = masked_teacher(t_ood, forget_classes)
+    if len(t):
+        s = model(x_ood)[keep]
+        l_ret = cfg.lambda_ret * F.kl_div(F.log_softmax(s, 1), F.log_softmax(t / cfg.temperature, 1),
+                                          reduction="batchmean", log_target=True)
+    else:
+        l_ret = torch.zeros((), device=xf.device)
+    return {"forget": l_fgt, "retain": l_ret, "total": l_fgt + l_ret}
+
+
+def schedule(n_forget: int, cfg: SCARConfig, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Forget-batch indices, each repeated for `ood_batches_per_forget` steps, for `epochs` epochs (drawn lazily)."""
+    for _ in range(cfg.epochs):
+        for idx in C.batch_indices(n_forget, cfg.batch_forget, gen):
+            for _ in range(cfg.ood_batches_per_forget):
+                yield idx
+
+
+def train(model, forget: TensorDataset, d: dict, forget_classes, cfg: SCARConfig, gen: torch.Generator,
+          dev: torch.device) -> tuple[int, str, dict, list]:
+    """Adam on L_fgt + L_ret until the checked forget accuracy is <= stop_acc; (steps, stop, losses, checks)."""
     chk = torch.randperm(len(forget), generator=gen)[:cfg.check_samples]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ood_batches = C.endless_batches(len(x_ood), cfg.batch_ood, gen)
-    losses = {"forget": [], "retain": [], "total": []}
-    checks, step, stop = [], 0, "epochs"
-    acc = C.accuracy(model, forget.x[chk], forget.y[chk], dev)
-    checks.append((0, acc))
-    for _ in range(cfg.epochs):
-        for idx in C.batch_indices(len(forget), cfg.batch_forget, gen):
-            for _ in range(cfg.ood_batches_per_forget):
-                model.train()
-                h = model.features(forget.x[idx].to(dev))
-                d = mahalanobis(h, means, precs, cfg.tukey_delta)
-                l_fgt = cfg.lambda_fgt * d.gather(1, nearest[idx].to(dev)[:, None]).mean()
-                io = next(ood_batches)
-                t, keep = masked_teacher(t_ood[io.to(dev)], fc)
-                if len(t):
-                    s = model(x_ood[io].to(dev))[keep]
-                    l_ret = cfg.lambda_ret * F.kl_div(F.log_softmax(s, 1), F.log_softmax(t / cfg.temperature, 1),
-                                                      reduction="batchmean", log_target=True)
-                else:
-                    l_ret = torch.zeros((), device=dev)
-                loss = l_fgt + l_ret
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                losses["forget"].append(float(l_fgt.detach()))
-                losses["retain"].append(float(l_ret.detach()))
-                losses["total"].append(float(loss.detach()))
-                if step % cfg.check_every == 0:
-                    acc = C.accuracy(model, forget.x[chk], forget.y[chk], dev)
-                    checks.append((step, acc))
-                if acc <= cfg.stop_acc or step >= cfg.max_steps:
-                    stop = "forgotten" if acc <= cfg.stop_acc else "max_steps"
-                    break
-            if stop != "epochs":
-                break
-        if stop != "epochs":
+    ood_batches = C.endless_batches(len(d["x_ood"]), cfg.batch_ood, gen)
+    losses = C.lists("forget", "retain", "total")
+    check = C.ForgetCheck(lambda: C.accuracy(model, forget.x[chk], forget.y[chk], dev), cfg.stop_acc)
+    step, stop = 0, "epochs"
+    for idx in schedule(len(forget), cfg, gen):
+        io = next(ood_batches)
+        terms = step_losses(model, forget.x[idx].to(dev), d["nearest"][idx].to(dev), d["x_ood"][io].to(dev),
+                            d["t_ood"][io.to(dev)], d, forget_classes, cfg)
+        C.optimizer_step(opt, terms["total"])
+        step += 1
+        C.log_losses(losses, **terms)
+        if step % cfg.check_every == 0:
+            check.check(step)
+        if check.forgotten or step >= cfg.max_steps:
+            stop = "forgotten" if check.forgotten else "max_steps"
             break
+    return step, stop, losses, check.history
+
+
+def run(model, forget_classes, *, config: SCARConfig | None = None, seed: int = 0, device="auto",
+        forget: TensorDataset, ood: TensorDataset):
+    s = C.setup(model, forget_classes, config, SCARConfig, seed, device, forget=forget, ood=ood)
+    cfg, model = s.cfg, s.model
+    d = ood_distributions(C.frozen_copy(model), forget, ood, s.retain, cfg, s.device)
+    t1 = time.perf_counter()
+    steps, stop, losses, checks = train(model, forget, d, s.forget, cfg, s.gen, s.device)
+    kept = d["kept"]
     report = {
-        "config": C.config_dict(cfg), "steps": step, "stop_reason": stop, "losses": losses,
-        "forget_acc_checks": checks, "n_ood": len(x_ood), "ood_pseudo_label_counts": counts,
+        "config": C.config_dict(cfg), "steps": steps, "stop_reason": stop, "losses": losses,
+        "forget_acc_checks": checks, "n_ood": len(d["x_ood"]), "ood_pseudo_label_counts": d["counts"],
         "distribution_classes": kept,
-        "nearest_class_counts": {kept[k]: int(v) for k, v in enumerate(torch.bincount(nearest.cpu(),
+        "nearest_class_counts": {kept[k]: int(v) for k, v in enumerate(torch.bincount(d["nearest"].cpu(),
                                                                                       minlength=len(kept)))},
-        "time_s": {"setup": t1 - t0, "train": time.perf_counter() - t1},
+        "time_s": {"setup": t1 - s.t0, "train": time.perf_counter() - t1},
     }
     return model.eval(), report
 
 
-METHOD = Method(
-    name="scar", title="SCAR", data_access="forget", extras=("ood",), config_cls=SCARConfig, run=run,
-    reference="Bonato, Cotogni, Sabetta. Is Retain Set All You Need in Machine Unlearning? Restoring Performance "
-              "of Unlearned Models with Out-of-Distribution Images. ECCV 2024 (arXiv 2404.12922)",
-    defaults_source="SCAR code as reimplemented in SalUn-style frameworks (Adam 5e-4, lambda_1 1, lambda_2 5, "
-                    "T 2, Tukey 0.5, shrinkage 3/3, 6 OOD batches per forget batch, stop at forget acc 0.01); "
-                    "batch sizes and the distribution source are ours (see module docstring)",
-    profile_overrides={
-        # ours: at the published lr 5e-4 the digits model needs more steps than a smoke run affords
-        "smoke": {"batch_forget": 32, "batch_ood": 64, "check_samples": 128, "check_every": 5, "max_steps": 300,
-                  "epochs": 10, "lr": 2e-3},
-        "cpu": {"check_every": 5, "max_steps": 600},
-        "paper": {},
-    },
-)
+METHOD = Method(name="scar", title="SCAR", data_access="forget", extras=("ood",), config_cls=SCARConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

@@ -27,9 +27,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Foster, Schoepf, Brintrup. Fast Machine Unlearning Without Retraining Through Selective "
+             "Synaptic Dampening. AAAI 2024 (arXiv 2308.07707)")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,22 @@ class SSDConfig:
         C.check_fields(self, positive_int=("batch_size",), positive=("alpha", "lam"))
         if not 0 < self.full_fraction <= 1:
             raise ValueError(f"SSDConfig.full_fraction must lie in (0, 1], got {self.full_fraction!r}")
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("if-loops/selective-synaptic-dampening (forget_full_class_main.py: alpha=10, lambda=1, "
+                   "batch 64; ssd.py: importance = mean squared minibatch gradient)")
+PROFILES = {
+    "smoke": {"batch_size": 64},
+    # ours: the whole 60k-image D at batch 64 takes ~40 s on 2 cores; a strided quarter of D keeps the
+    # estimate of the same per-batch mean (every class still represented) at a quarter of the cost
+    # alpha: ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val
+    # A_f / A_r, original 94.2 / 93.1): alpha 10 selects no parameter at all on this 131k-parameter CNN (94.2 /
+    # 93.1, nothing forgotten); 5: 56.3 / 93.1; 4.5: 49.8 / 91.9; 4: 7.1 / 83.8; 3.5: 0.7 / 76.7; 3: 20.1 / 78.3;
+    # 1: 30.8 / 30.5 (lam 0.1 changes little). 3.5 is the gentlest that forgets (val A_f <= 5 %).
+    "cpu": {"batch_size": 64, "full_fraction": 0.25, "alpha": 3.5},
+    "paper": {"batch_size": 64, "alpha": 10.0, "lam": 1.0, "full_fraction": 1.0},
+}
 
 
 def fisher_diagonal(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -113,14 +132,8 @@ def _class_sorted(ds: TensorDataset) -> torch.Tensor:
 
 def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0, device="auto",
         forget: TensorDataset, retain: TensorDataset):
-    cfg = C.check_config(config, SSDConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc, rc = C.check_classes(forget_classes, model)
-    C.check_granted("forget", forget, classes=fc, image_shape=model.input_shape)
-    C.check_granted("retain", retain, classes=rc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev).eval()
+    s = C.setup(model, forget_classes, config, SSDConfig, seed, device, forget=forget, retain=retain)
+    cfg, model, dev = s.cfg, s.model.eval(), s.device
 
     # D = class-sorted retain followed by class-sorted forget, read in order (the reference code's
     # full_train_dl); rows are gathered batch by batch, so the training split is never copied whole
@@ -129,7 +142,7 @@ def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0
     d_order = torch.cat([_class_sorted(retain), len(retain) + f_order])
     keep = d_order[torch.arange(0, len(d_order), max(1, round(1 / cfg.full_fraction)))]   # strided share of D
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()   # the data is ordered, the clock starts
     imp_f = _fisher(model, parts[1:], cfg.batch_size, dev, cfg.progress, index=f_order)
     t1 = time.perf_counter()
     imp_d = _fisher(model, parts, cfg.batch_size, dev, cfg.progress, index=keep)
@@ -152,21 +165,5 @@ def run(model, forget_classes, *, config: SSDConfig | None = None, seed: int = 0
     return model.eval(), report
 
 
-METHOD = Method(
-    name="ssd", title="SSD", data_access="full", config_cls=SSDConfig, run=run,
-    reference="Foster, Schoepf, Brintrup. Fast Machine Unlearning Without Retraining Through Selective "
-              "Synaptic Dampening. AAAI 2024 (arXiv 2308.07707)",
-    defaults_source="if-loops/selective-synaptic-dampening (forget_full_class_main.py: alpha=10, lambda=1, "
-                    "batch 64; ssd.py: importance = mean squared minibatch gradient)",
-    profile_overrides={
-        "smoke": {"batch_size": 64},
-        # ours: the whole 60k-image D at batch 64 takes ~40 s on 2 cores; a strided quarter of D keeps the
-        # estimate of the same per-batch mean (every class still represented) at a quarter of the cost
-        # alpha: ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val
-        # A_f / A_r, original 94.2 / 93.1): alpha 10 selects no parameter at all on this 131k-parameter CNN (94.2 /
-        # 93.1, nothing forgotten); 5: 56.3 / 93.1; 4.5: 49.8 / 91.9; 4: 7.1 / 83.8; 3.5: 0.7 / 76.7; 3: 20.1 / 78.3;
-        # 1: 30.8 / 30.5 (lam 0.1 changes little). 3.5 is the gentlest that forgets (val A_f <= 5 %).
-        "cpu": {"batch_size": 64, "full_fraction": 0.25, "alpha": 3.5},
-        "paper": {"batch_size": 64, "alpha": 10.0, "lam": 1.0, "full_fraction": 1.0},
-    },
-)
+METHOD = Method(name="ssd", title="SSD", data_access="full", config_cls=SSDConfig, run=run, reference=REFERENCE,
+                defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)

@@ -30,7 +30,6 @@ the last head; the official synthetic loaders are not shuffled, ours are (from t
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -38,10 +37,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import check_choice, resolve_device
-from ._generator import (as_int_tuple, check_classifier, check_config, check_fields, check_seed,
-                         validate_forget_classes)
+from ..utils import check_choice
+from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Dehghani Tafti, Piantanida, Shateri, 'A Universal Source-Free Class Unlearning Framework via "
+             "Synthetic Embeddings', TMLR 2026")
 
 NOISES = ("gaussian", "uniform", "laplace")
 LAYERS = ("fc", "last_stage")
@@ -68,16 +70,27 @@ class SynthEmbedConfig:
     ngftw_beta: float = 0.9              # code: NGFT_weighted beta = 0.9
 
     def __post_init__(self):
-        check_fields(self, positive_int=("samples_per_class", "draw_batch", "max_draws", "epochs", "batch_size"),
-                     positive=("noise_scale", "lr"), non_negative=("momentum", "weight_decay"),
-                     fraction=("gamma", "ngftw_beta"))
+        C.check_fields(self, positive_int=("samples_per_class", "draw_batch", "max_draws", "epochs", "batch_size"),
+                       positive=("noise_scale", "lr"), non_negative=("momentum", "weight_decay"),
+                       open_fraction=("gamma", "ngftw_beta"))
         check_choice("SynthEmbedConfig.noise", self.noise, NOISES)
         check_choice("SynthEmbedConfig.layer", self.layer, LAYERS)
         check_choice("SynthEmbedConfig.inner", self.inner, INNER)
         if len(self.milestones):
-            as_int_tuple(self, "milestones", len(self.milestones))
+            C.as_int_tuple(self, "milestones", len(self.milestones))
         else:
             object.__setattr__(self, "milestones", ())
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("official code Yasaman-dt/Source_Free_Class_Unlearning (README example: DELETE, lr 0.01, "
+                   "200 epochs, batch 1024, 5000 Gaussian embeddings per class)")
+PROFILES = {
+    # smoke: at batch 128 the 40 steps left A_f at 95 %; batch 32 (140 steps) forgets, A_r 99.7 (0.1 s)
+    "smoke": {"samples_per_class": 200, "epochs": 20, "batch_size": 32},
+    "cpu": {},
+    "paper": {},
+}
 
 
 # ----------------------------------------------------------------------------- the head and the embeddings
@@ -150,50 +163,68 @@ def delete_targets(teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.
     return F.softmax(t, dim=1)
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device):
-    perm = torch.randperm(n, generator=gen).to(device)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+def _batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+    return [idx.to(device) for idx in C.batch_indices(n, batch_size, gen)]
 
 
-def _train_head(head, teacher_head, x, y, forget, num_classes, cfg, gen, device) -> tuple[list[float], int]:
-    """The inner method's epochs on the head. Returns (mean loss per epoch, optimisation steps)."""
+def _split(x: torch.Tensor, y: torch.Tensor, forget: list[int], cfg: SynthEmbedConfig, device: torch.device):
+    """(forget embeddings, their labels, retain embeddings, their labels); the inner method's side must exist."""
     is_f = torch.isin(y, torch.tensor(forget, device=device))
     xf, yf, xr, yr = x[is_f], y[is_f], x[~is_f], y[~is_f]
-    retain = torch.tensor([c for c in range(num_classes) if c not in forget], device=device)
     if cfg.inner in ("delete", "rl", "ngftw") and len(yf) == 0:
         raise RuntimeError("no synthetic embedding was labelled as a forget class; raise max_draws or noise_scale")
     if cfg.inner in ("ngftw", "ft") and len(yr) == 0:
         raise RuntimeError("no synthetic embedding was labelled as a retain class; raise max_draws or noise_scale")
+    return xf, yf, xr, yr
+
+
+def _optimizer(head: nn.Module, cfg: SynthEmbedConfig):
     opt = torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.inner == "delete":   # code: Delete uses CosineAnnealingLR(T_max=epochs)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    else:                       # code: BaseMethod's MultiStepLR(milestones, gamma=0.5)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), gamma=cfg.gamma)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    # code: BaseMethod's MultiStepLR(milestones, gamma=0.5)
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.milestones), gamma=cfg.gamma)
+
+
+def _epoch_batches(n_forget: int, n_retain: int, cfg: SynthEmbedConfig, gen: torch.Generator,
+                   device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """One epoch's (batch, paired forget batch or None), drawn up front."""
+    if cfg.inner == "ngftw":   # code: loop over retain batches, cycling through the forget batches
+        fb = _batches(n_forget, cfg.batch_size, gen, device)
+        return [(ib, fb[i % len(fb)]) for i, ib in enumerate(_batches(n_retain, cfg.batch_size, gen, device))]
+    n = n_retain if cfg.inner == "ft" else n_forget
+    return [(ib, None) for ib in _batches(n, cfg.batch_size, gen, device)]
+
+
+def _inner_loss(head, teacher_head, data, ib, jb, retain: torch.Tensor, cfg: SynthEmbedConfig,
+                gen: torch.Generator) -> torch.Tensor:
+    """The inner method's loss on one batch (`data` = forget x, y, retain x, y)."""
+    xf, yf, xr, yr = data
+    if cfg.inner == "delete":
+        with torch.no_grad():
+            target = delete_targets(teacher_head(xf[ib]), yf[ib])
+        return F.kl_div(F.log_softmax(head(xf[ib]), dim=1), target, reduction="batchmean")
+    if cfg.inner == "rl":
+        rand = retain[torch.randint(len(retain), (len(ib),), generator=gen).to(retain.device)]
+        return F.cross_entropy(head(xf[ib]), rand)
+    if cfg.inner == "ft":
+        return F.cross_entropy(head(xr[ib]), yr[ib])
+    # ngftw: beta * CE_retain - (1 - beta) * CE_forget
+    return (cfg.ngftw_beta * F.cross_entropy(head(xr[ib]), yr[ib])
+            - (1 - cfg.ngftw_beta) * F.cross_entropy(head(xf[jb]), yf[jb]))
+
+
+def _train_head(head, teacher_head, x, y, forget, num_classes, cfg, gen, device) -> tuple[list[float], int]:
+    """The inner method's epochs on the head. Returns (mean loss per epoch, optimisation steps)."""
+    data = _split(x, y, forget, cfg, device)
+    retain = torch.tensor([c for c in range(num_classes) if c not in forget], device=device)
+    opt, sched = _optimizer(head, cfg)
     curve, steps = [], 0
     for _ in range(cfg.epochs):
         losses = []
-        if cfg.inner == "ngftw":   # code: loop over retain batches, cycling through the forget batches
-            fb = _batches(len(yf), cfg.batch_size, gen, device)
-            pairs = [(ib, fb[i % len(fb)]) for i, ib in enumerate(_batches(len(yr), cfg.batch_size, gen, device))]
-        else:
-            n = len(yr) if cfg.inner == "ft" else len(yf)
-            pairs = [(ib, None) for ib in _batches(n, cfg.batch_size, gen, device)]
-        for ib, jb in pairs:
-            if cfg.inner == "delete":
-                with torch.no_grad():
-                    target = delete_targets(teacher_head(xf[ib]), yf[ib])
-                loss = F.kl_div(F.log_softmax(head(xf[ib]), dim=1), target, reduction="batchmean")
-            elif cfg.inner == "rl":
-                rand = retain[torch.randint(len(retain), (len(ib),), generator=gen).to(device)]
-                loss = F.cross_entropy(head(xf[ib]), rand)
-            elif cfg.inner == "ft":
-                loss = F.cross_entropy(head(xr[ib]), yr[ib])
-            else:                  # ngftw: beta * CE_retain - (1 - beta) * CE_forget
-                loss = (cfg.ngftw_beta * F.cross_entropy(head(xr[ib]), yr[ib])
-                        - (1 - cfg.ngftw_beta) * F.cross_entropy(head(xf[jb]), yf[jb]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        for ib, jb in _epoch_batches(len(data[1]), len(data[3]), cfg, gen, device):
+            loss = _inner_loss(head, teacher_head, data, ib, jb, retain, cfg, gen)
+            C.optimizer_step(opt, loss)
             steps += 1
             losses.append(loss.detach())
         sched.step()
@@ -217,55 +248,29 @@ def _synthetic_diagnostics(head, x, y, forget, device) -> dict[str, float]:
 def run(model: nn.Module, forget_classes, *, config: SynthEmbedConfig | None = None, seed: int = 0,
         device: str | torch.device = "auto") -> tuple[nn.Module, dict]:
     """Unlearn the forget classes by training only the head on synthetic embeddings. Returns (model, report)."""
-    cfg = check_config(config, SynthEmbedConfig)
-    num_classes = check_classifier(model)
-    forget = validate_forget_classes(forget_classes, num_classes)
-    seed = check_seed(seed)
-    dev = resolve_device(device)
-    t_start = time.perf_counter()
-
-    model = model.to(dev).eval()                 # BN keeps its running statistics throughout
-    for p in model.parameters():
-        p.requires_grad_(False)
+    s = C.setup(model, forget_classes, config, SynthEmbedConfig, seed, device)
+    cfg, dev, forget, num_classes = s.cfg, s.device, s.forget, int(s.model.num_classes)
+    model = C.freeze(s.model)                    # BN keeps its running statistics throughout
     head, shape = head_and_shape(model, cfg.layer)
     teacher_head = copy.deepcopy(head).eval()    # the original head, frozen (labels and DELETE targets)
-    gen = torch.Generator().manual_seed(seed)    # noise draws, batch order, random labels
-    t0 = time.perf_counter()
-    x, y, sampling = balanced_embeddings(teacher_head, shape, num_classes, cfg, gen, dev)
-    t_sample = time.perf_counter() - t0
+    # s.gen: noise draws, batch order, random labels
+    x, y, sampling = balanced_embeddings(teacher_head, shape, num_classes, cfg, s.gen, dev)
+    t_sample = s.elapsed()
     before = _synthetic_diagnostics(teacher_head, x, y, forget, dev)
-
-    for p in head.parameters():
-        p.requires_grad_(True)
-    t0 = time.perf_counter()
-    curve, steps = _train_head(head, teacher_head, x, y, forget, num_classes, cfg, gen, dev)
-    t_train = time.perf_counter() - t0
-    for p in head.parameters():
-        p.requires_grad_(False)
-    model.eval()
-
+    t1 = time.perf_counter()
+    with C.trainable_only(model, head):
+        curve, steps = _train_head(head, teacher_head, x, y, forget, num_classes, cfg, s.gen, dev)
+    t_train = time.perf_counter() - t1
     report = {
-        "method": "Synthetic embeddings", "forget_classes": forget, "seed": seed, "device": str(dev),
-        "config": dataclasses.asdict(cfg), "embedding_shape": list(shape),
+        **s.header("Synthetic embeddings"), "embedding_shape": list(shape),
         "sampling": sampling, "steps": steps, "epochs": cfg.epochs,
         "curves": {"epoch_loss": curve},
         "synthetic_before": before, "synthetic_after": _synthetic_diagnostics(head, x, y, forget, dev),
-        "time_s": {"sampling": t_sample, "training": t_train, "total": time.perf_counter() - t_start},
+        "time_s": {"sampling": t_sample, "training": t_train, "total": s.elapsed()},
     }
-    return model, report
+    return model.eval(), report
 
 
-METHOD = Method(
-    name="synth_embed", title="Synthetic embeddings", data_access="none", config_cls=SynthEmbedConfig, run=run,
-    reference="Dehghani Tafti, Piantanida, Shateri, 'A Universal Source-Free Class Unlearning Framework via "
-              "Synthetic Embeddings', TMLR 2026",
-    defaults_source="official code Yasaman-dt/Source_Free_Class_Unlearning (README example: DELETE, lr 0.01, "
-                    "200 epochs, batch 1024, 5000 Gaussian embeddings per class)",
-    profile_overrides={
-        # smoke: at batch 128 the 40 steps left A_f at 95 %; batch 32 (140 steps) forgets, A_r 99.7 (0.1 s)
-        "smoke": {"samples_per_class": 200, "epochs": 20, "batch_size": 32},
-        "cpu": {},
-        "paper": {},
-    },
-    in_paper_table=False,
-)
+METHOD = Method(name="synth_embed", title="Synthetic embeddings", data_access="none", config_cls=SynthEmbedConfig,
+                run=run, reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES,
+                in_paper_table=False)

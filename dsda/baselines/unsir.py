@@ -29,9 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data import TensorDataset
-from ..utils import resolve_device
 from . import _common as C
 from .base import Method
+
+# the paper this method comes from (the methods table)
+REFERENCE = ("Tarun, Chundawat, Mandal, Kankanhalli. Fast Yet Effective Machine Unlearning. IEEE TNNLS 2023 "
+             "(arXiv 2111.08947)")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,24 @@ class UNSIRConfig:
     def __post_init__(self):
         C.check_fields(self, positive_int=("noise_batch", "noise_steps", "noise_copies", "retain_per_class",
                                            "impair_epochs", "impair_batch", "repair_epochs", "repair_batch"),
-                       positive=("noise_lr", "impair_lr", "repair_lr"), nonneg=("noise_l2",))
+                       positive=("noise_lr", "impair_lr", "repair_lr"), non_negative=("noise_l2",))
+
+
+# where the defaults come from, and each profile's changes to them (Method.config)
+DEFAULTS_SOURCE = ("SSD's implementation of UNSIR (if-loops/selective-synaptic-dampening: noise batch 32, "
+                   "25 Adam steps at lr 0.1, l2 0.1, 80 noise copies, 500 retain samples per class, impair and "
+                   "repair one epoch each at Adam lr 1e-4, batches 32 and 128)")
+PROFILES = {
+    # digits has ~130 train images per class: use all of them, fewer noise copies
+    "smoke": {"retain_per_class": 100, "noise_copies": 10, "noise_steps": 10, "impair_lr": 0.02, "repair_lr": 0.01},
+    # ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val A_f /
+    # A_r, original 94.2 / 93.1): the published lrs (1e-4, 1e-4) forget nothing here (96.3 / 91.4); impair 1e-3
+    # + repair 1e-3: 44.6 / 91.7; + repair 3e-3: 5.6 / 91.1; + repair 5e-3: 0.2 / 88.8 (chosen: the gentlest
+    # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
+    # repair epoch (retain data only), not in the noise-impair epoch.
+    "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
+    "paper": {},
+}
 
 
 def error_maximising_noise(model, forget_class: int, *, n: int, steps: int, lr: float, l2: float,
@@ -73,18 +93,19 @@ def error_maximising_noise(model, forget_class: int, *, n: int, steps: int, lr: 
     return noise.detach(), losses
 
 
+def impair_set(noises: list[torch.Tensor], forget_classes, xr: torch.Tensor, yr: torch.Tensor,
+               cfg: UNSIRConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Step 2's data: each noise batch `noise_copies` times, labelled with its forget class, then the retain
+    samples; returns (x, y, number of noise images)."""
+    xn = torch.cat([n.repeat(cfg.noise_copies, 1, 1, 1) for n in noises])
+    yn = torch.cat([torch.full((cfg.noise_batch * cfg.noise_copies,), c, dtype=torch.long) for c in forget_classes])
+    return torch.cat([xn, xr]), torch.cat([yn, yr]), len(yn)
+
+
 def run(model, forget_classes, *, config: UNSIRConfig | None = None, seed: int = 0, device="auto",
         retain: TensorDataset):
-    cfg = C.check_config(config, UNSIRConfig)
-    seed = C.check_seed(seed)
-    model = C.check_model(model)
-    fc, rc = C.check_classes(forget_classes, model)
-    C.check_granted("retain", retain, classes=rc, image_shape=model.input_shape)
-    dev = resolve_device(device)
-    model.to(dev)
-    gen = torch.Generator().manual_seed(seed)
-
-    t0 = time.perf_counter()
+    s = C.setup(model, forget_classes, config, UNSIRConfig, seed, device, retain=retain)
+    cfg, model, dev, gen, fc = s.cfg, s.model, s.device, s.gen, s.forget
     noises, noise_losses = [], {}
     for c in fc:  # Alg. step 1, one noise batch per forget class
         n, losses = error_maximising_noise(model, c, n=cfg.noise_batch, steps=cfg.noise_steps, lr=cfg.noise_lr,
@@ -92,45 +113,25 @@ def run(model, forget_classes, *, config: UNSIRConfig | None = None, seed: int =
         noises.append(n.cpu())
         noise_losses[c] = losses
     t1 = time.perf_counter()
-
-    keep = C.per_class_subset(retain.y, rc, cfg.retain_per_class, gen)
+    keep = C.per_class_subset(retain.y, s.retain, cfg.retain_per_class, gen)
     xr, yr = retain.x[keep], retain.y[keep]
-    xn = torch.cat([n.repeat(cfg.noise_copies, 1, 1, 1) for n in noises])
-    yn = torch.cat([torch.full((cfg.noise_batch * cfg.noise_copies,), c, dtype=torch.long) for c in fc])
-    impair = C.fit_cross_entropy(model, torch.cat([xn, xr]), torch.cat([yn, yr]), epochs=cfg.impair_epochs,
-                                 lr=cfg.impair_lr, batch_size=cfg.impair_batch, gen=gen, device=dev)  # step 2
+    x, y, n_noise = impair_set(noises, fc, xr, yr, cfg)
+    impair = C.fit_cross_entropy(model, x, y, epochs=cfg.impair_epochs, lr=cfg.impair_lr,
+                                 batch_size=cfg.impair_batch, gen=gen, device=dev)                    # step 2
     t2 = time.perf_counter()
     repair = C.fit_cross_entropy(model, xr, yr, epochs=cfg.repair_epochs, lr=cfg.repair_lr,
                                  batch_size=cfg.repair_batch, gen=gen, device=dev)                    # step 3
-    t3 = time.perf_counter()
     report = {
         "config": C.config_dict(cfg),
         "steps": cfg.noise_steps * len(fc) + len(impair) + len(repair),
         "steps_by_phase": {"noise": cfg.noise_steps * len(fc), "impair": len(impair), "repair": len(repair)},
         "losses": {"noise": noise_losses, "impair": impair, "repair": repair},
-        "n_retain_used": len(keep), "n_noise": len(yn),
+        "n_retain_used": len(keep), "n_noise": n_noise,
         "noise_l2_mean": float(torch.cat(noises).pow(2).flatten(1).sum(1).mean()),
-        "time_s": {"noise": t1 - t0, "impair": t2 - t1, "repair": t3 - t2},
+        "time_s": {"noise": t1 - s.t0, "impair": t2 - t1, "repair": time.perf_counter() - t2},
     }
     return model.eval(), report
 
 
-METHOD = Method(
-    name="unsir", title="UNSIR", data_access="retain_subset", config_cls=UNSIRConfig, run=run,
-    reference="Tarun, Chundawat, Mandal, Kankanhalli. Fast Yet Effective Machine Unlearning. IEEE TNNLS 2023 "
-              "(arXiv 2111.08947)",
-    defaults_source="SSD's implementation of UNSIR (if-loops/selective-synaptic-dampening: noise batch 32, "
-                    "25 Adam steps at lr 0.1, l2 0.1, 80 noise copies, 500 retain samples per class, impair and "
-                    "repair one epoch each at Adam lr 1e-4, batches 32 and 128)",
-    profile_overrides={
-        # digits has ~130 train images per class: use all of them, fewer noise copies
-        "smoke": {"retain_per_class": 100, "noise_copies": 10, "noise_steps": 10, "impair_lr": 0.02, "repair_lr": 0.01},
-        # ours, on a validation subset of the train split (benchmarks/tune_baselines.py, forget class 3; val A_f /
-        # A_r, original 94.2 / 93.1): the published lrs (1e-4, 1e-4) forget nothing here (96.3 / 91.4); impair 1e-3
-        # + repair 1e-3: 44.6 / 91.7; + repair 3e-3: 5.6 / 91.1; + repair 5e-3: 0.2 / 88.8 (chosen: the gentlest
-        # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
-        # repair epoch (retain data only), not in the noise-impair epoch.
-        "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
-        "paper": {},
-    },
-)
+METHOD = Method(name="unsir", title="UNSIR", data_access="retain_subset", config_cls=UNSIRConfig, run=run,
+                reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES)
