@@ -1,4 +1,4 @@
-"""Stage 2 of DSDA: Discrimination-Aware Multitask Optimisation (DAMO), paper §3.3, Alg. 2.
+"""Stage 2 of DSDA: Discrimination-Aware Multitask Optimisation (DAMO), paper §3.3 (docs/EQUATIONS.md, "DAMO loop").
 
 DAMO fine-tunes a copy of the original model on the synthetic retain set D^_r and the synthetic forget
 set D^_f produced by stage 1, with three losses (`dsda.losses`: L_R, L_F, L_Disc) combined by the
@@ -310,7 +310,7 @@ def _prepare(model, cfg: DamoConfig, x_r, y_r, x_f, y_f, seed: int, centres) -> 
 
 
 def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, Any]:
-    """One DAMO step (Alg. 2's inner loop); returns what the history records."""
+    """One DAMO step (the loop body, docs/EQUATIONS.md, "DAMO loop"); returns what the history records."""
     dev = s.x_r.device
     ri, fi = s.rb.next().to(dev), s.fb.next().to(dev)
     h_r = model.features(s.x_r[ri])

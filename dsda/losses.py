@@ -28,7 +28,7 @@ def retain_loss(logits: torch.Tensor, y: torch.Tensor, teacher_p: torch.Tensor |
                 temperature: float = 4.0) -> torch.Tensor:
     """L_R on synthetic retain samples.
 
-    Without `teacher_p`: cross-entropy with the labels they were synthesised for (§4.1, the paper).
+    Without `teacher_p`: cross-entropy with the labels they were synthesised for (the paper's L_R).
     With `teacher_p` (retain_loss="kd", ours): T^2 KL(q_T || p_T), q_T = the ORIGINAL model's temperature-T
     distribution renormalised over the retain classes (`teacher_p`, probabilities, 0 on forget classes), p_T the
     current model's. Why: AEGDS samples sit at the energy minimum, so their CE is ~0 and gives almost no

@@ -1,10 +1,10 @@
 """Evaluation: accuracies and three membership-inference attacks (MIAs).
 
-The paper (§5, "Metrics"; digest §6.4) reports A_f (accuracy on forget data, target: the retrained
-model's 0 %), A_r (accuracy on retain data, higher is better), MIA and the execution time. It cites
-the SSD / bad-teaching lineage for MIA, so `MIA` below is that attack; the two other lineages in use
-are implemented as well, because their numbers are not comparable with each other (they differ in
-feature, attack training data and in which direction is "good"):
+The paper (§5, "Metrics"; definitions in docs/EQUATIONS.md, "Metric") reports A_f (accuracy on forget
+data, target: the retrained model's 0 %), A_r (accuracy on retain data, higher is better), MIA and the
+execution time. It cites the SSD / bad-teaching lineage for MIA, so `MIA` below is that attack; the two
+other lineages in use are implemented as well, because their numbers are not comparable with each other
+(they differ in feature, attack training data and in which direction is "good"):
 
 - `MIA` = `mia_entropy_lr` (SSD): feature entropy; % of forget-train predicted MEMBER.
   LOWER is better, down to the retrained model's value (near 0).
@@ -546,8 +546,8 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     numbers use a fixed seeded subset of `profile.eval_train_per_class` images per class when the profile
     sets one (cpu: 1,000 of ~6,000 per class, for speed), else the whole split. Keys:
 
-    - `A_f`, `A_r`: accuracy on the forget-class / retain-class TEST samples (paper's A_f / A_r;
-      digest §6.4: computed on the test split as SSD does). A_f target = retrain (0); A_r higher.
+    - `A_f`, `A_r`: accuracy on the forget-class / retain-class TEST samples (paper's A_f / A_r; the test
+      split as SSD uses it, docs/EQUATIONS.md, "A_f and A_r"). A_f target = retrain (0); A_r higher.
     - `A_f_train`, `A_r_train`: the same on the (subset of the) train split.
     - `A_test`: accuracy on the whole test split; `per_class_test`: list of per-class test accuracies.
     - `MIA`: `mia_entropy_lr` (the paper's metric; lower, target = retrain).
