@@ -42,13 +42,7 @@ CITES_OUTSIDE = re.compile(
     r"|\(\s*digest\b(?!\s+of\b)"
     r"|paper_digest",
     re.IGNORECASE)
-SCANNED_DIRS = ("dsda", "benchmarks", "tests", "docs")
-# Files another branch of issue 12 is rewriting now (the baselines restructure); each still cites the
-# document. Remove an entry when its citation is replaced by the paper's numbering or a paper reference.
-PENDING_ELSEWHERE = frozenset({
-    "dsda/baselines/gkt.py", "dsda/baselines/ispf.py", "dsda/baselines/lau.py", "dsda/baselines/original.py",
-    "dsda/baselines/retrain.py", "dsda/baselines/scar.py", "dsda/baselines/ssd.py", "dsda/baselines/unsir.py",
-})
+SCANNED_DIRS = ("dsda", "benchmarks", "tests", "docs", "notebooks/src")
 
 
 def _page() -> str:
@@ -195,8 +189,5 @@ def _citing_files() -> dict[str, list[int]]:
 
 def test_no_file_cites_a_document_outside_the_repository():
     citing = _citing_files()
-    new = {f: lines for f, lines in citing.items() if f not in PENDING_ELSEWHERE}
-    assert not new, ("cite the paper's own numbering (§, Eq., Alg., Table, Fig.) or docs/EQUATIONS.md, "
-                     f"not a document outside the repository: {new}")
-    done = sorted(PENDING_ELSEWHERE - set(citing))
-    assert not done, f"these files no longer cite it: remove them from PENDING_ELSEWHERE: {done}"
+    assert not citing, ("cite the paper's own numbering (§, Eq., Alg., Table, Fig.) or docs/EQUATIONS.md, "
+                        f"not a document outside the repository: {citing}")

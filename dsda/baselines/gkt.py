@@ -5,7 +5,7 @@ Zero-shot knowledge transfer (ZSKT, Micaelli & Storkey 2019) from the original m
 FRESH student of the same architecture, through a band-pass "gate" that drops every pseudo sample on
 which the teacher gives a forget class more than `threshold` probability; the student never sees
 forget-class knowledge, so it never learns it. Read from the official code
-(ayushkumartarun/zero-shot-unlearning: 1_class_mnist_allcnn.ipynb, unlearn.py; digest §8.2):
+(ayushkumartarun/zero-shot-unlearning: 1_class_mnist_allcnn.ipynb, unlearn.py; Chundawat et al., IEEE TIFS 2023, arXiv 2201.05629):
 
     repeat n_cycles times ("pseudo batches"):
         z ~ N(0, I) (batch 256);  x = G(z);  keep x where p_T(forget | x) <= 0.01        # the gate

@@ -6,7 +6,7 @@ Data-free distillation (CMI's DFQ synthesizer) from the original model (teacher)
 with two changes that stop the forget classes leaking into the student without throwing samples away
 (GKT's gate discards whole batches once the generator drifts to the forget class: "over-filtering").
 Read from the official code (ChildEden/ISPF: UN_datafree_kd.py, datafree/synthesis/generative_unlearning.py,
-scripts/un_dfq_cifar10_allcnn.sh; digest §8.3):
+scripts/un_dfq_cifar10_allcnn.sh; Zhang et al., AAAI 2025, arXiv 2412.13790):
 
     warm-up epochs: generator steps only
     every epoch: ep_steps // kd_steps times

@@ -4,7 +4,7 @@ arXiv 2312.16823).
 
 Data access: "forget" (forget samples only; the paper also distils on retain data -- we grant none).
 
-No public code was found. What the paper states (abstract, Fig. 2 caption; digest §8.7):
+No public code was found. What the paper states (abstract, Fig. 2 caption; Kim, Lee, Woo, AAAI 2024, arXiv 2312.16823):
 (a) Partial-PGD: the adversarial attack touches only the classification layer, i.e. PGD on the layer's
     input (the penultimate features) instead of on the image -- a cheap way to find where each forget
     sample would land in another class;

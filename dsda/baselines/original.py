@@ -28,7 +28,7 @@ def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: OriginalCo
     return model.eval(), {"steps": 0}
 
 
-# in_paper_table: whether DSDA's Table 1 lists it is unknown (digest §7: tables not retrieved)
+# in_paper_table: whether DSDA's Table 1 lists it is unknown (the rows of its Table 1 were not available to us)
 METHOD = Method(name="original", title="Original", data_access="none", config_cls=OriginalConfig, run=run,
                 reference=REFERENCE, defaults_source=DEFAULTS_SOURCE, profile_overrides=PROFILES,
                 in_paper_table=False)

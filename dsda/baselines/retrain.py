@@ -1,4 +1,4 @@
-"""Retrain: the gold standard (digest §8.1). Train a fresh model from scratch on the retain classes only,
+"""Retrain: the gold standard (the reference row of the paper's Table 1). Train a fresh model from scratch on the retain classes only,
 with the profile's recipe (dsda.train.train_model: Adam, multi-step lr from 0.01, paper §5.1).
 
 `run` reproduces `dsda.retrain_model` exactly: same initialisation (the profile's architecture built
@@ -28,7 +28,7 @@ from ..profiles import Profile, get_profile
 from .base import Method
 
 # the paper this method comes from (the methods table)
-REFERENCE = "retrain from scratch without the forget classes (the gold standard; digest §8.1)"
+REFERENCE = "retrain from scratch without the forget classes (the gold standard of DSDA's Table 1)"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Data access: "forget" plus the extra `ood` (a *different* data set handed over b
 for Fashion-MNIST). No retain data.
 
 Per step (read from the authors' code as it circulates in reimplementations -- the official repository
-was not found in the index; digest §8.8):
+was not found in the index; Bonato, Cotogni, Sabetta, ECCV 2024, arXiv 2404.12922):
 
 - metric loss on a batch of forget images: the modified Mahalanobis distance of each forget feature to
   the distribution of its nearest *wrong* class,

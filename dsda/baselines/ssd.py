@@ -2,7 +2,7 @@
 
 Data access: "full" (importances over the whole training split D and over the forget set D_f).
 
-Retraining-free and one-shot (digest §8.4; if-loops/selective-synaptic-dampening, `ssd.py`):
+Retraining-free and one-shot (Foster, Schoepf, Brintrup, AAAI 2024, arXiv 2308.07707; if-loops/selective-synaptic-dampening, `ssd.py`):
 
 1. importances = diagonal of the empirical Fisher, estimated as in the reference code: the mean over
    minibatches of the squared gradient of the minibatch-mean cross-entropy,

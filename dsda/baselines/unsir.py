@@ -3,7 +3,7 @@ Effective Machine Unlearning", IEEE TNNLS 2023; arXiv 2111.08947).
 
 Data access: "retain_subset" (a class-balanced subset of the retain classes; no forget data).
 
-Algorithm with the settings of SSD's implementation (digest §8.5; if-loops/selective-synaptic-dampening,
+Algorithm with the settings of SSD's implementation (Tarun et al., IEEE TNNLS 2023, arXiv 2111.08947; if-loops/selective-synaptic-dampening,
 `forget_full_class_strategies.UNSIR` and `unlearn.UNSIR_noise_train`):
 
 1. noise N (noise_batch images per forget class, initialised N(0, 1) in the model's input space) that

@@ -303,9 +303,9 @@ print(avg[order].round(4).to_string())
 print("classes the model assigns the noise images to:", noise_pred)
 
 # %% [markdown]
-# **Verdicts.** Our measurements of what the paper asserts or relies on (digest §3.1, §3.4, §7 item 7):
+# **Verdicts.** Our measurements of what the paper asserts or relies on (Eq. 1, Alg. 1, Fig. 5):
 # Langevin on E moves points into their class's region; the original model classifies its synthetic
-# samples as their target class (digest: about 100 %); AEGDS samples reach lower energy than real data;
+# samples as their target class (our expectation: about 100 %); AEGDS samples reach lower energy than real data;
 # noise is high-energy for every class (we call an energy high when it is above chance, log K: the model
 # then gives y less than 1/K of its probability).
 

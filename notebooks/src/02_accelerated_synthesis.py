@@ -3,7 +3,7 @@
 #
 # **Question.** The paper's synthesis stage, AEGDS, replaces plain Langevin steps (SGLD, the paper's EGDS,
 # Eq. 3) by a two-stage Runge-Kutta (Heun) step with momentum (Eqs. 5-6, Alg. 1), and claims this makes
-# synthesis much faster (digest §3.4, §7 item 6: "DSDA-w-EGDS needs a much longer ET"). Our goal, set before
+# synthesis much faster (Eqs. 5-6, Alg. 1; Fig. 4: DSDA-w-EGDS needs a much longer ET). Our goal, set before
 # measuring: AEGDS should need at most 1/3 of SGLD's score evaluations to synthesise usable samples.
 # Does it? And where does the gain come from: the Heun step or the momentum?
 #
@@ -283,7 +283,7 @@ run.figure(fig, "sample_grids");
 # %% [markdown]
 # ## 4. The paper's ambiguous options
 #
-# The paper contradicts itself in places (digest §3.4); each reading is a `SamplerConfig` option. We run
+# The paper contradicts itself in places (Eq. 3, Eq. 5 and Alg. 1; docs/EQUATIONS.md); each reading is a `SamplerConfig` option. We run
 # AEGDS at its best step size with one option changed at a time, at the same budget, and SGLD with the
 # literal noise. `noise="alg1"` is σ = √(2αΔt) (Alg. 1) and `"eq5"` is σ = √(2α) (Eqs. 3, 5): at Δt = 1
 # both are the paper's temperature T = 1; our default is a decoupled temperature T = 1e-4 (as in JEM).

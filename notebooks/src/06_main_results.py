@@ -3,7 +3,7 @@
 #
 # **Question.** Does DSDA, without any training data, forget as completely as retraining from scratch
 # (A_f = 0), keep as much of the retain classes (A_r), leak as little membership (MIA), and run faster
-# than the other source-free methods (GKT, ISPF), as the paper claims (digest §7, items 1-4)?
+# than the other source-free methods (GKT, ISPF), as the paper claims (the paper's results text, Tables 1-2)?
 #
 # **Evidence.** Every registered method (`python -m dsda methods`) unlearns the same original model
 # through one runner that hands it only the data it declares; all metrics come from `dsda.evaluate` on
@@ -31,6 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from IPython.display import Markdown, display
+
 import dsda
 from dsda import report
 from dsda.baselines import METHODS, run_method
@@ -41,15 +43,15 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
                       multi_forget="classes?", seeds="seeds?", methods="names?", device="device",
                       threads="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
-key = "paper" if profile.startswith("paper") else profile
 # which methods run on which single-class tasks: all methods on the first task; the references and the
-# source-free methods on every task (the rest is a parameter away; the cost is evaluate() per run)
-BUDGETS = {
-    "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda"], "multi_methods": None},
-    "cpu": {"single": [[3], [0], [7]], "all_tasks": ["original", "retrain", "dsda"],
-            "multi_methods": ["original", "retrain", "dsda", "gkt", "lau"]},
+# profile's DSDA recipe on every task (the rest is a parameter away; the cost is evaluate() per run).
+# "dsda" is the paper's objective; "dsda_kd_head" our cpu default (KD head-only DAMO, dsda/recipes.py).
+BUDGETS = report.budget({
+    "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda_kd_head"], "multi_methods": None},
+    "cpu": {"single": [[3], [0], [7]], "all_tasks": ["original", "retrain", "dsda_kd_head"],
+            "multi_methods": ["original", "retrain", "dsda", "dsda_kd_head", "gkt", "lau"]},
     "paper": {"single": [[c] for c in P.eval_classes], "all_tasks": None, "multi_methods": None},
-}[key]
+}, profile)
 single = [list(t) if isinstance(t, (list, tuple)) else [t] for t in (forget_classes or BUDGETS["single"])]
 multi = list(multi_forget or P.multi_forget_classes)
 seeds = list(seeds or P.seeds)
@@ -135,7 +137,9 @@ run.figure(fig, "ar_vs_et")
 
 # %% [markdown]
 # **Reading the tables.** `data access` is what the runner handed the method: `none` means the method
-# received no dataset at all (source-free: DSDA, GKT, ISPF, synthetic embeddings). The targets are the
+# received no dataset at all (source-free: DSDA, KD head-only DAMO, GKT, ISPF, synthetic embeddings). "DSDA"
+# is the paper's objective (L_R + L_F + L_Disc on every parameter, the multitask step; recipe `cpu-paper` on
+# `cpu`, one task); "KD head-only DAMO" is our `cpu` default (recipe `cpu-kd-head`, every task). The targets are the
 # Retrain row: A_f = 0, A_r as high, MIA as close as possible. ET of Retrain is its training time; the
 # Original row is the starting point (ET 0). The verdicts below are computed from these rows.
 
@@ -145,54 +149,57 @@ def per_method(rows, col):
 
 
 S, M = same_tasks(single_rows), multi_rows
+OURS = [m for m in ("dsda", "dsda_kd_head") if m in set(S.key)]      # the paper's objective, our cpu default
 sf = [m for m in ("gkt", "ispf") if m in set(S.key)]               # the paper's source-free competitors
-others = [m for m in S.key.unique() if m not in ("original", "retrain", "dsda")]
 ar, mia, et = per_method(S, "A_r"), per_method(S, "MIA"), per_method(S, "ET_s")
-dsda_rows = single_rows[single_rows.key == "dsda"]
 rank_ar = sorted([m for m in ar.index if m not in ("original", "retrain")], key=lambda m: -ar[m])
 mia_gap = (mia - mia.get("retrain", np.nan)).abs()
 mia_rank = sorted([m for m in mia_gap.index if m not in ("original", "retrain")], key=lambda m: mia_gap[m])
-et_gain = [100 * (1 - et["dsda"] / et[m]) for m in sf]
-non_sf = [m for m in others if METHODS[m].data_access != "none"]
-faster_than = sum(et["dsda"] < et[m] for m in non_sf)
+non_sf = [m for m in S.key.unique() if METHODS[m].data_access != "none" and m not in ("original", "retrain")]
 ar_m, ar_r = per_method(M, "A_r"), per_method(single_rows[single_rows.task == str(single[0])], "A_r")
-degrade = {m: ar_r[m] - ar_m[m] for m in ("dsda", "gkt", "lau") if m in ar_m.index and m in ar_r.index}
+degrade = {m: ar_r[m] - ar_m[m] for m in (*OURS, "gkt", "lau") if m in ar_m.index and m in ar_r.index}
 retrain_drop = ar_r.get("retrain", np.nan) - ar_m.get("retrain", np.nan)
+fmt = lambda m: METHODS[m].title  # noqa: E731
+et_gain = {d: [100 * (1 - et[d] / et[m]) for m in sf] for d in OURS}
+faster_than = {d: [m for m in non_sf if et[d] < et[m]] for d in OURS}
 
 # %% [markdown]
 # Exact ET ratios vary from run to run (wall time); they are printed here, outside the checked cell.
 
 # %%
-for m in sf:
-    print(f"ET {METHODS[m].title} / DSDA = {et[m] / et['dsda']:.1f}x  (DSDA saves {100 * (1 - et['dsda'] / et[m]):.1f} %)")
-print(f"DSDA faster than {faster_than} of {len(non_sf)} methods with data access: "
-      f"{[METHODS[m].title for m in non_sf if et['dsda'] < et[m]]}")
+for d in OURS:
+    for m in sf:
+        print(f"ET {fmt(m)} / {fmt(d)} = {et[m] / et[d]:.1f}x  ({fmt(d)} saves {100 * (1 - et[d] / et[m]):.1f} %)")
+    print(f"{fmt(d)} faster than {len(faster_than[d])} of {len(non_sf)} methods with data access: "
+          f"{[fmt(m) for m in faster_than[d]]}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fmt = lambda m: METHODS[m].title  # noqa: E731
-run.claim("DSDA: A_f = 0 on every task (we accept <= 1 %)", (dsda_rows.A_f <= 1.0).all(),
-          f"max A_f {dsda_rows.A_f.max():.2f} % over {len(dsda_rows)} runs")
-if sf:
-    best_sf = max(sf, key=lambda m: ar[m])
-    run.claim("DSDA has the highest A_r among source-free methods (GKT, ISPF)", ar["dsda"] >= ar[best_sf],
-              f"DSDA {ar['dsda']:.2f} vs best {fmt(best_sf)} {ar[best_sf]:.2f}")
-run.claim("DSDA has the best or second-best A_r of all unlearning methods", "dsda" in rank_ar[:2],
-          f"rank {rank_ar.index('dsda') + 1} of {len(rank_ar)}; ahead: {', '.join(fmt(m) for m in rank_ar[:rank_ar.index('dsda')]) or 'none'}")
-run.claim("DSDA has the MIA closest to Retrain's", mia_rank[0] == "dsda",
-          f"|MIA - Retrain|: DSDA {mia_gap['dsda']:.2f}, rank {mia_rank.index('dsda') + 1} of {len(mia_rank)}")
+for d in OURS:
+    rows_d = single_rows[single_rows.key == d]
+    run.claim(f"{fmt(d)}: A_f = 0 on every task (we accept <= 1 %)", (rows_d.A_f <= 1.0).all(),
+              f"max A_f {rows_d.A_f.max():.2f} % over {len(rows_d)} runs")
+    if sf:
+        best_sf = max(sf, key=lambda m: ar[m])
+        run.claim(f"{fmt(d)} has the highest A_r among source-free methods (GKT, ISPF)", ar[d] >= ar[best_sf],
+                  f"{fmt(d)} {ar[d]:.2f} vs best {fmt(best_sf)} {ar[best_sf]:.2f}")
+    ahead = rank_ar[:rank_ar.index(d)]
+    run.claim(f"{fmt(d)} has the best or second-best A_r of all unlearning methods", len(ahead) < 2,
+              f"rank {len(ahead) + 1} of {len(rank_ar)}; ahead: {', '.join(fmt(m) for m in ahead) or 'none'}")
+    run.claim(f"{fmt(d)} has the MIA closest to Retrain's", mia_rank[0] == d,
+              f"|MIA - Retrain|: {fmt(d)} {mia_gap[d]:.2f}, rank {mia_rank.index(d) + 1} of {len(mia_rank)}")
 for m in ("adv_imp", "unsir"):
     if m in mia.index:
         run.claim(f"{fmt(m)}'s MIA is far above Retrain's (> 10 points)", mia[m] - mia["retrain"] > 10,
                   f"{fmt(m)} {mia[m]:.2f} vs Retrain {mia['retrain']:.2f}")
-if "dsda" in degrade:
-    run.claim(f"forgetting {multi} at once: DSDA stays robust (A_f <= 1 %, A_r drop <= Retrain's drop + 3 points)",
-              M[M.key == "dsda"].A_f.max() <= 1.0 and degrade["dsda"] <= retrain_drop + 3,
-              f"A_f {M[M.key == 'dsda'].A_f.max():.2f}, A_r drop {degrade['dsda']:.2f} vs Retrain {retrain_drop:.2f}")
-for m in ("gkt", "lau"):
-    if m in degrade and "dsda" in degrade:
-        run.claim(f"{fmt(m)} degrades more than DSDA with {len(multi)} classes", degrade[m] > degrade["dsda"],
-                  f"A_r drop {fmt(m)} {degrade[m]:.2f} vs DSDA {degrade['dsda']:.2f}")
+for d in (d for d in OURS if d in degrade):
+    run.claim(f"forgetting {multi} at once: {fmt(d)} stays robust (A_f <= 1 %, A_r drop <= Retrain's drop + 3 "
+              "points)", M[M.key == d].A_f.max() <= 1.0 and degrade[d] <= retrain_drop + 3,
+              f"A_f {M[M.key == d].A_f.max():.2f}, A_r drop {degrade[d]:.2f} vs Retrain {retrain_drop:.2f}")
+    for m in ("gkt", "lau"):
+        if m in degrade:
+            run.claim(f"{fmt(m)} degrades more than {fmt(d)} with {len(multi)} classes", degrade[m] > degrade[d],
+                      f"A_r drop {fmt(m)} {degrade[m]:.2f} vs {fmt(d)} {degrade[d]:.2f}")
 run.print_claims()
 
 # %% [markdown]
@@ -203,35 +210,40 @@ run.print_claims()
 
 # %%
 timing = []
-if sf:
-    timing.append(run.claim("DSDA's ET improves on the source-free baselines by >= 68.5 % on average "
-                            "(at the cpu budgets)", np.mean(et_gain) >= 68.5,
-                            f"mean improvement {np.mean(et_gain):.1f} % over " + ", ".join(fmt(m) for m in sf)))
-if non_sf:
-    timing.append(run.claim("DSDA is faster than most methods with data access", faster_than > len(non_sf) / 2,
-                            f"faster than {faster_than} of {len(non_sf)}"))
+for d in OURS:
+    if sf:
+        timing.append(run.claim(f"{fmt(d)}'s ET improves on the source-free baselines by >= 68.5 % on average "
+                                "(at the cpu budgets)", np.mean(et_gain[d]) >= 68.5,
+                                f"mean improvement {np.mean(et_gain[d]):.1f} % over " + ", ".join(fmt(m) for m in sf)))
+    if non_sf:
+        timing.append(run.claim(f"{fmt(d)} is faster than most methods with data access",
+                                len(faster_than[d]) > len(non_sf) / 2, f"faster than {len(faster_than[d])} of {len(non_sf)}"))
 for c in timing:
     print(c.line())
 
 # %% [markdown]
-# **Verdict on the `cpu` profile (golden run, one seed).** The `cpu` default of DSDA (head-only DAMO with the
-# retain loss distilled from the original model; `dsda/unlearn.py` says how it was chosen) reaches A_f = 0 on
-# every task with A_r within 0.3 points of the oracle: class 3 92.19 % (oracle 92.22 %), class 0 93.46 %
-# (93.34 %), class 7 91.54 % (91.79 %), classes 3 and 5 together 91.67 % (91.89 %), each in
-# about 19 s. It is by far the best *source-free* method here: GKT (a prefix of 10 of its 4,000 pseudo batches)
-# and ISPF (2 of its 200 epochs) train a fresh student from generated inputs and stay far below within these
-# budgets (A_r 16.9 % and 35.2 %); at these truncated budgets DSDA's ET gain over them is 72 %, above the
-# paper's 68.5 % (notebook 04 extrapolates their full schedules). Against all methods DSDA ranks 2nd on A_r on
-# class 3, 0.01 points behind synthetic embeddings; LAU (92.18 %) and random labels (91.93 %) are as close.
-# SSD, UNSIR and NegGrad forget at their validation-chosen cpu settings (A_f <= 0.7 %) and lose A_r (76.1,
-# 88.1, 86.8), and fine-tuning does not forget (A_f 33 %). Where DSDA falls short is **MIA**: the SSD entropy
-# attack calls fewer forget-class training images members after DSDA than after retraining (class 3: 4.8 vs
-# 9.4; class 0: 23.0 vs 31.8; class 7: 29.0 vs 64.2; 3+5: 17.3 vs 29.7), i.e. its forget-class outputs are
-# less confident than the oracle's, so an attacker could tell it apart; its MIA ranks 5th of 13 in closeness to
-# Retrain's on class 3. The previous default (all parameters, hard-label L_R) missed the accuracy targets on
-# Sneaker (A_f 15.9 %) and T-shirt/top (A_r 84.5 %) in the same notebook. The paper's other MIA claims do not
-# hold here either: ADV+IMP's and UNSIR's MIA are not above Retrain's (3.6 and 4.1 vs 9.4). DSDA is faster than
-# 4 of the 9 methods with data access at their cpu budgets, not most of them (synthesis is ~17 s of its ~19 s).
+# **Verdict on this run** (one seed; every number below is read from the tables above).
+
+# %%
+def per_task(key):
+    r = single_rows[single_rows.key == key].set_index("task")
+    return r
+
+
+lines = []
+if "dsda_kd_head" in OURS and "retrain" in set(single_rows.key):
+    kd, rt = per_task("dsda_kd_head"), per_task("retrain")
+    tasks = ", ".join(f"{t} A_r {kd.A_r[t]:.2f} % (oracle {rt.A_r[t]:.2f} %), MIA {kd.MIA[t]:.1f} (oracle "
+                      f"{rt.MIA[t]:.1f})" for t in kd.index)
+    lines.append(f"- **{fmt('dsda_kd_head')}** (our `cpu` default): max A_f {kd.A_f.max():.2f} % over "
+                 f"{len(kd)} tasks; {tasks}; mean ET {kd.ET_s.mean():.0f} s.")
+for d in OURS:
+    lines.append(f"- **{fmt(d)}** on {single[0]}: A_f {S[S.key == d].A_f.mean():.2f} %, A_r {ar[d]:.2f} % "
+                 f"(rank {rank_ar.index(d) + 1} of {len(rank_ar)}), MIA {mia[d]:.1f} vs Retrain "
+                 f"{mia.get('retrain', np.nan):.1f} (closeness rank {mia_rank.index(d) + 1}), ET {et[d]:.0f} s.")
+for m in sf:
+    lines.append(f"- {fmt(m)} (truncated budget on `cpu`): A_r {ar[m]:.2f} %, ET {et[m]:.0f} s.")
+display(Markdown("\n".join(lines)))
 
 # %%
 run.save({"table_single": report.markdown_table(t1), "table_multi": report.markdown_table(t2),
