@@ -24,7 +24,7 @@ import torch.nn as nn
 from .checks import validate_forget_classes, validate_seed
 from .damo import damo
 from .profiles import Profile, get_profile
-from .recipes import SAMPLER_FIELDS, Recipe, get_recipe
+from .recipes import Recipe, get_recipe
 from .synthesis import SyntheticSet, synthesize
 from .utils import resolve_device
 
@@ -57,7 +57,7 @@ def _check_synthetic(synthetic: Any, num_classes: int, recipe: Recipe) -> Synthe
     have = {**dataclasses.asdict(synthetic.config), "n_per_class": synthetic.n_per_class}
     differ = sorted(k for k in want if k not in ("device", "progress", "batch_size", "diag_every") and want[k] != have[k])
     if differ:
-        raise ValueError(f"synthetic was made with other stage-1 settings than the recipe's: "
+        raise ValueError("synthetic was made with other stage-1 settings than the recipe's: "
                          + ", ".join(f"{k} {have[k]!r} (recipe: {want[k]!r})" for k in differ)
                          + "; pass the same recipe and options to dsda.synthetic_set, or drop them")
     return synthetic
