@@ -135,30 +135,32 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _command(sub, name: str, func, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help)
+    _add_debug(p)
+    p.set_defaults(func=func)
+    return p
 
-    p = sub.add_parser("prepare-data", help="find or install a data set (Fashion-MNIST by default)")
+
+def _add_prepare_data(sub) -> None:
+    p = _command(sub, "prepare-data", cmd_prepare_data, "find or install a data set (Fashion-MNIST by default)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--no-apt", action="store_true", help="never call apt-get")
     p.add_argument("--no-download", action="store_true", help="never download")
-    _add_debug(p)
-    p.set_defaults(func=cmd_prepare_data)
 
-    p = sub.add_parser("train", help="train (or load from the cache) the original or a retrained model")
+
+def _add_train(sub) -> None:
+    p = _command(sub, "train", cmd_train, "train (or load from the cache) the original or a retrained model")
     _add_profile(p)
     p.add_argument("--forget", type=int, action="append", default=[], metavar="CLASS",
                    help="train the retrain-from-scratch oracle without this class (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--force", action="store_true", help="retrain even when a cached checkpoint exists")
-    _add_debug(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("run", help="run one unlearning method and write its record (metrics, ET, config) as JSON")
+
+def _add_run(sub) -> None:
+    p = _command(sub, "run", cmd_run, "run one unlearning method and write its record (metrics, ET, config) as JSON")
     p.add_argument("--method", required=True, help="method name (see `python -m dsda methods`)")
     _add_profile(p)
     p.add_argument("--forget", type=int, action="append", default=[], metavar="CLASS",
@@ -176,28 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retain samples per class for methods with data_access=retain_subset (default 500)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the metrics (ET and report only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_debug(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("methods", help="list every unlearning method with the data it may touch")
+
+def _add_series(sub) -> None:
+    p = _command(sub, "methods", cmd_methods, "list every unlearning method with the data it may touch")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
-    _add_debug(p)
-    p.set_defaults(func=cmd_methods)
-
-    p = sub.add_parser("reproduce", help="run the notebook series with papermill and write SUMMARY.md")
+    p = _command(sub, "reproduce", cmd_reproduce, "run the notebook series with papermill and write SUMMARY.md")
     _add_profile(p)
     p.add_argument("--only", action="append", default=[], metavar="PREFIX",
                    help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
     p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
-    _add_debug(p)
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("notebooks", help="build notebooks from notebooks/src, check drift, refresh golden outputs")
+    p = _command(sub, "notebooks", cmd_notebooks, "build notebooks from notebooks/src, check drift, refresh golden outputs")
     p.add_argument("action", choices=("build", "check", "golden", "readme"))
     p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
-    _add_debug(p)
-    p.set_defaults(func=cmd_notebooks)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_prepare_data, _add_train, _add_run, _add_series):
+        add(sub)
     return parser
 
 

@@ -1,14 +1,16 @@
-"""The baselines stay small (issue 12): every function in dsda/baselines/ has at most 40 code lines and
-every file at most 400 lines. Code lines are the lines of a function that are not blank, not a comment
-and not its docstring; a nested function counts inside its parent and on its own."""
+"""The package stays small (issue 12): every file in dsda/ has at most 400 lines and every function at most
+40 code lines, except the two loops of the method (the chain loop of the sampler and the DAMO loop, at most
+60 each). Code lines are the lines of a function that are not blank, not a comment and not its docstring;
+a nested function counts inside its parent and on its own."""
 import ast
 from pathlib import Path
 
 import pytest
 
-BASELINES = Path(__file__).resolve().parent.parent / "dsda" / "baselines"
+PACKAGE = Path(__file__).resolve().parent.parent / "dsda"
 MAX_FUNCTION_LINES = 40
 MAX_FILE_LINES = 400
+LOOPS = {("sampler.py", "run_chains"): 60, ("damo.py", "damo"): 60}   # the method's two loops
 
 
 def code_lines(lines: list[str], node: ast.AST) -> int:
@@ -26,12 +28,12 @@ def test_code_lines_counts_code_only():
     assert code_lines(src.splitlines(), ast.parse(src).body[0]) == 3   # def, y = ..., return
 
 
-@pytest.mark.parametrize("path", sorted(BASELINES.glob("*.py")), ids=lambda p: p.name)
-def test_baseline_files_and_functions_are_short(path):
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_package_files_and_functions_are_short(path):
     src = path.read_text()
     lines = src.splitlines()
     assert len(lines) <= MAX_FILE_LINES, f"{path.name} has {len(lines)} lines (at most {MAX_FILE_LINES})"
-    long = {f"{n.name} (line {n.lineno})": code_lines(lines, n) for n in ast.walk(ast.parse(src))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    long = {k: v for k, v in long.items() if v > MAX_FUNCTION_LINES}
+    funcs = [n for n in ast.walk(ast.parse(src)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    long = {f"{n.name} (line {n.lineno})": code_lines(lines, n) for n in funcs
+            if code_lines(lines, n) > LOOPS.get((path.name, n.name), MAX_FUNCTION_LINES)}
     assert not long, f"{path.name}: functions over {MAX_FUNCTION_LINES} code lines: {long}"
