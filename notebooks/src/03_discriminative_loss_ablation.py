@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
+from IPython.display import Markdown, display
+
 import dsda
 from dsda import report
 from dsda.baselines import METHODS
@@ -218,21 +220,35 @@ fig.tight_layout()
 run.figure(fig, "ablation_bars")
 
 # %% [markdown]
-# **What it shows.** Read each row against "Retrain" (the target) and "Original". In our golden `cpu` run
-# (forget class 3, one seed), the paper's full objective ("DSDA": L_R + L_F + L_Disc with the multitask
-# step, all parameters) forgot (A_f = 0) but kept only 78 % retain accuracy, against 92 % for the oracle;
-# the geometry shows why: the centre cosine rose from 0.65 (original, oracle) to 0.80, i.e. the retain
-# classes moved towards each other, and the silhouette fell. Dropping the Circle loss (`DSDA-wo-disc`) kept
-# 91.4 % with A_f = 0 and stopped after 50 steps; the Circle loss made the features *less* separable
-# (silhouette 0.47 vs 0.48 for the standard losses), not more. `DSDA-w-EGDS` (plain SGLD synthesis at the
-# same NFE) came out within about a point of full DSDA, and `DSDA-wo-mt` (the plain sum g_T) never met the
-# stopping rule (A_f 92 % after all 300 steps): there the multitask step is what makes forgetting happen
-# at all. The `cpu` default, "KD head-only DAMO", forgot (A_f = 0) and kept 92.19 % (oracle 92.22 %) in 22 s
-# (70 DAMO steps, most of the time is synthesis); its features, and so its geometry, are the original
-# model's. Its two ablations changed A_r by 0.02 and 0.11 points (SGLD synthesis 92.21 %, no multitask step
-# 92.30 %), i.e. on this recipe neither AEGDS nor the multitask direction matters on one seed: what keeps
-# retain accuracy is distilling the original model's retain outputs and leaving the features alone. The
-# exact numbers are in the table above; the verdicts are in the claims cell below.
+# **What it shows.** Read each row against "Retrain" (the target) and "Original"; the sentences below are
+# built from the table of this run.
+
+# %%
+def row(n):
+    return table.loc[n]
+
+
+def ar_f(n):
+    return f"A_f {row(n)['A_f']:.2f} %, A_r {row(n)['A_r']:.2f} %"
+
+
+full, wo_disc, std = row("DSDA"), row("DSDA-wo-disc"), row("standard losses")
+text = [
+    f"- **DSDA** (the paper's full objective, all parameters): {ar_f('DSDA')} after {int(full['DAMO steps'])} "
+    f"steps, against A_r {row('Retrain')['A_r']:.2f} % for the oracle; centre cosine {full['centre cosine']:.2f} "
+    f"(original {row('Original')['centre cosine']:.2f}, oracle {row('Retrain')['centre cosine']:.2f}; higher = "
+    f"retain classes closer together), silhouette {full['silhouette']:.2f}.",
+    f"- **Without the Circle loss** (`DSDA-wo-disc`): {ar_f('DSDA-wo-disc')} after {int(wo_disc['DAMO steps'])} "
+    f"steps; the Circle loss made the features {'more' if full['silhouette'] > std['silhouette'] else 'less'} "
+    f"separable than the standard losses (silhouette {full['silhouette']:.2f} vs {std['silhouette']:.2f}).",
+    f"- **SGLD synthesis** (`DSDA-w-EGDS`, same NFE): {ar_f('DSDA-w-EGDS')}; **no multitask step** "
+    f"(`DSDA-wo-mt`): {ar_f('DSDA-wo-mt')}, stop reason `{reports['DSDA-wo-mt']['stop_reason']}`.",
+    f"- **{HEAD_NAME}** (the `cpu` default): {ar_f(HEAD_NAME)} in {row(HEAD_NAME)['ET (s)']:.0f} s "
+    f"({int(row(HEAD_NAME)['DAMO steps'])} DAMO steps); its features, and so its geometry, are the original "
+    f"model's. Its ablations: SGLD synthesis {ar_f(HEAD_NAME + ' w-EGDS')}, no multitask step "
+    f"{ar_f(HEAD_NAME + ' wo-mt')} (one seed: differences of a few hundredths are within run-to-run noise).",
+]
+display(Markdown("\n".join(text)))
 
 # %% [markdown]
 # ## 4 · How sensitive is DAMO to its optimisation recipe?
@@ -305,14 +321,20 @@ run.figure(fig, "lr_sensitivity")
 
 # %% [markdown]
 # **What it shows.** The left panel is all a practitioner without data can see; the middle and right
-# panels show whether it points in the right direction. In our `cpu` run of the default recipe (head-only
-# KD) the held-out synthetic retain accuracy stayed at 100 % for every learning rate, so it cannot rank
-# them. The learning rate decides *whether* the head forgets within the budget: at 1e-4 and 3e-4 the
-# synthetic forget set is never forgotten in 100 steps (real A_f on the test subset 81 % and 61 %), at 1e-3
-# and 3e-3 the stopping rule fires after 70 and 40 steps with A_f = 0. Retain accuracy hardly depends on it
-# (92.2-92.3 % on the test subset at every rate, before and after the stop). On all parameters with hard
-# labels (the previous `cpu` default, same notebook at commit 632bd81, grid 2e-5 to 1e-3) it did: A_r at the
-# stop fell from 89.9 % to 85.0 % as the rate grew, and running on to 100 steps cost up to 2.7 points more.
+# panels show whether it points in the right direction. The numbers, from the table above:
+
+# %%
+def sens_line(lr):
+    stop = sens[(sens.lr == f"{lr:g}") & (sens["stopping rule"] == "default early stop")].iloc[0]
+    end = sens[(sens.lr == f"{lr:g}") & (sens["stopping rule"] == "fixed budget")].iloc[0]
+    when = f"the rule stops at step {stop['steps']}" if stop["stopped by rule"] else "the rule never fires"
+    return (f"- lr {lr:g}: {when} (test-subset A_f {stop['A_f (test subset)']:.1f} %, A_r "
+            f"{stop['A_r (test subset)']:.1f} %); after the fixed budget of {end['steps']} steps A_f "
+            f"{end['A_f (test subset)']:.1f} %, A_r {end['A_r (test subset)']:.1f} %; held-out synthetic retain "
+            f"accuracy {end['retain acc (syn hold-out)']:.1f} %.")
+
+
+display(Markdown("\n".join(sens_line(lr) for lr in B["lrs"])))
 
 # %% [markdown]
 # ## Verdicts

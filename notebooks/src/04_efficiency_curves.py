@@ -195,14 +195,14 @@ fig.tight_layout()
 run.figure(fig, "ar_af_vs_time")
 
 # %% [markdown]
-# **What it shows.** Each dot is a model state the method had reached at that time. DSDA's first dots
+# **What it shows.** Each dot is a model state the method had reached at that time. The DSDA recipe's first dots
 # lie at the original model's accuracy (synthesis; the model is frozen), the others are DAMO checks. GKT
 # and ISPF start from a fresh student, so their first snapshots are far below; how fast they climb, and
 # whether they get anywhere near DSDA within their (truncated) budget, is the comparison of Fig. 3.
 #
-# On the `cpu` profile GKT and ISPF run a prefix of their schedules (10 of GKT's 4,000 pseudo batches, 2 of
-# ISPF's 200 epochs): their students start from scratch and learn only from generated inputs, so within the
-# prefix they stay far below DSDA, which starts from the trained model and only has to remove one class. Their
+# On the `cpu` profile GKT and ISPF run a prefix of their schedules (`gkt_cycles` of GKT's 4,000 pseudo batches,
+# `ispf_epochs` of ISPF's 200 epochs, see `BUDGETS`): their students start from scratch and learn only from generated inputs, so within the
+# prefix they stay far below the DSDA recipe, which starts from the trained model and only has to remove one class. Their
 # full-schedule times are extrapolated below. (Before 2026-11-26 our GKT never trained here: a NaN in the
 # generator's first step, from a KL whose gradient took log(0) of the confident teacher's probabilities,
 # emptied its gate for good. Fixed in `dsda/baselines/_generator.kd_kl`.)
