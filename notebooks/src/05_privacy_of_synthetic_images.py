@@ -374,7 +374,7 @@ run.figure(fig, "mia");
 
 # %%
 v = {k: mia_mean.loc[k] for k in ("Original", "Retrain", NAME)}
-gap = v[NAME]["MIA"] - v["Retrain"]["MIA"]
+gap, dr = v[NAME]["MIA"] - v["Retrain"]["MIA"], v[NAME]["A_r"] - v["Retrain"]["A_r"]
 display(Markdown(
     f"- **SalUn confidence SVC.** {v['Original']['MIA_conf_svc']:.1f} % of forget-class training images look unseen "
     f"to the original model, {v[NAME]['MIA_conf_svc']:.1f} % after {NAME}, {v['Retrain']['MIA_conf_svc']:.1f} % for "
@@ -386,7 +386,7 @@ display(Markdown(
     f"original: {abs(gap):.1f} points {'below' if gap < 0 else 'above'} the oracle"
     + (" (\"too forgotten\": its outputs on forget-class training images are less confident than the oracle's)."
        if gap < 0 else ".")
-    + f"\n\nIn the same run its retain accuracy was {v[NAME]['A_r'] - v['Retrain']['A_r']:+.2f} points from the "
+    + f"\n\nIn the same run its retain accuracy was {abs(dr):.2f} points {'below' if dr < 0 else 'above'} the "
     f"oracle's (A_r in the table)."))
 
 # %% [markdown]
