@@ -193,3 +193,13 @@ def test_cpu_default_unlearned_weights_are_bitwise_unchanged():
     from dsda.train import state_digest
     unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0)
     assert state_digest(unlearned.state_dict()) == CPU_DEFAULT_CLASS3_DIGEST, (rep["steps"], rep["stop_reason"])
+
+
+def test_a_set_from_dsda_synthesize_is_accepted_when_it_matches_the_recipe():
+    """`dsda.unlearn(model, [c], synthetic=dsda.synthesize(...))`: a set made with the recipe's stage-1 settings."""
+    model = tiny_model()
+    syn = dsda.synthesize(model, list(range(5)), FAST["n_per_class"], nfe=FAST["nfe"], seed=1, device="cpu")
+    out, rep = U.unlearn(model, [2], profile="smoke", seed=1, synthetic=syn, **FAST)
+    assert rep["synthesis_shared"] is True and rep["n_synthetic"] == {"retain": 32, "forget": 8}
+    with pytest.raises(ValueError, match="n_per_class 8 \\(recipe: 9\\)"):
+        U.unlearn(model, [2], profile="smoke", seed=1, synthetic=syn, **{**FAST, "n_per_class": 9})
