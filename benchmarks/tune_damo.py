@@ -44,15 +44,10 @@ UNUSED_CONFIG = ("device", "progress")              # DamoConfig fields that do 
 
 def parse(argv):
     """(spec, n_per_class, trace, save) from the command line; errors before any work."""
-    args, trace = [a for a in argv if a != "--trace"], "--trace" in argv
-    name = None
-    if "--name" in args:
-        i = args.index("--name")
-        name, args = args[i + 1] if i + 1 < len(args) else None, args[:i] + args[i + 2:]
-        tuning.check_name(name)
-    if args[:1] == ["--study"] and len(args) == 2:
-        spec = tuning.load_spec(args[1])
-        return tuning.check_spec({**spec, "name": name or spec["name"]}), 64, trace, True
+    trace = "--trace" in argv
+    spec, name, args = tuning.parse_cli([a for a in argv if a != "--trace"])
+    if spec is not None:
+        return spec, 64, trace, True
     if len(args) not in (2, 3):
         raise SystemExit(__doc__)
     variants = [{"name": tuning.settings_label(v), "settings": v} for v in json.loads(args[1])]

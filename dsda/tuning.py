@@ -119,6 +119,24 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
     return check_spec(json.loads(Path(path).read_text()))
 
 
+def parse_cli(argv: list[str]) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """A tuning script's command line: (spec of `--study FILE` or None, `--name NAME` or None, other arguments).
+
+    `--name` renames a study file's study, or names (and so saves) a positional one-off run.
+    """
+    args, name = list(argv), None
+    if "--name" in args:
+        i = args.index("--name")
+        name, args = (args[i + 1] if i + 1 < len(args) else None), args[:i] + args[i + 2:]
+        check_name(name)
+    if args[:1] != ["--study"]:
+        return None, name, args
+    if len(args) != 2:
+        raise ValueError(f"--study takes one study file and no other argument (but --name), got {args[1:]}")
+    spec = load_spec(args[1])
+    return check_spec({**spec, "name": name or spec["name"]}), name, []
+
+
 # ----------------------------------------------------------------------------- records
 
 def record_path(name: str) -> Path:
@@ -201,7 +219,8 @@ def _fmt(r: dict[str, Any]) -> str:
 
 def _fmt_old(old: dict[str, Any]) -> str:
     steps = f" ({old['steps']})" if old.get("steps") is not None else ""
-    return f"old: {old['val_A_f']} / {old['val_A_r']}{steps}"
+    value = lambda key: "?" if old.get(key) is None else old[key]  # noqa: E731  (the comment did not say)
+    return f"old: {value('val_A_f')} / {value('val_A_r')}{steps}"
 
 
 def _cell(r: dict[str, Any] | None) -> str:
@@ -231,12 +250,14 @@ def _facts(rec: dict[str, Any]) -> list[str]:
     return [f"- script: `{rec['command']}` ({rec['threads']} thread(s), {rec['wall_s']:.0f} s in all)",
             f"- split: {rec['split']['description']}",
             f"- tasks (forget classes): {', '.join(task_label(t) for t in rec['tasks'])}",
-            f"- fixed: `{json.dumps(rec['fixed'], sort_keys=True)}`",
+            f"- fixed: {', '.join(f'{k} `{json.dumps(v)}`' for k, v in sorted(rec['fixed'].items()))}",
             f"- commit `{prov['git_commit']}`, {prov['timestamp']}; torch {v['torch']}, python {v['python']}, "
             f"numpy {v['numpy']}; {prov['device_name']}"]
 
 
 def _differences(rec: dict[str, Any]) -> str:
+    if not any("old" in r for v in rec["variants"] for r in v["results"]):
+        return ""
     if not rec["differences"]:
         return "Re-run against the old comment: no differences (within 0.05 points, same steps)."
     items = [f"{d['variant']} on {task_label(d['task'])}: {d['quantity']} {d['old']} -> {d['new']}"
