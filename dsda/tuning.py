@@ -7,7 +7,7 @@ benchmarks/tune_damo.py and benchmarks/tune_baselines.py run it and write result
 the fixed settings, the command line, versions and commit. `render` turns those files into
 docs/TUNING.md (`python benchmarks/render_tuning.py`; a test checks the committed page is the rendering).
 A variant may carry `old`: the numbers a comment table in the code once quoted for it, so the page shows
-re-run and old side by side, and `differences` lists where they disagree.
+re-run and old side by side, and `differences` lists where they disagree beyond the precision quoted.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 SPEC_KEYS = {"name", "title", "purpose", "method", "tasks", "variants", "chosen", "note", "old_source",
              "original_old"}
 VARIANT_KEYS = {"name", "settings", "tasks", "old"}
-DIFF_TOLERANCE = 0.05   # |re-run - old| above this (points of accuracy) is listed in `differences`
 
 
 def validation_split() -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +158,7 @@ def new_record(spec: dict[str, Any], script: str, fixed: dict[str, Any]) -> dict
             "fixed": fixed, "threads": torch.get_num_threads(),
             "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)},
             "original": [], "synthesis": [], "variants": [], "chosen": spec.get("chosen"),
-            "complete": False, "differences": [], "provenance": provenance("cpu"), "started": time.time()}
+            "complete": False, "provenance": provenance("cpu"), "started": time.time()}
 
 
 def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[str, Any],
@@ -173,21 +172,27 @@ def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[st
 
 
 def finish(record: dict[str, Any], path: Path) -> None:
-    record["differences"] = differences(record)
     record["wall_s"] = round(time.time() - record.pop("started"), 1)
     record["complete"] = True
     atomic_write_json(path, record)
     print(f"wrote {path}", flush=True)
 
 
+def quoted_unit(x: float | int) -> float:
+    """One unit of the last digit a number was quoted with: 88.8 -> 0.1, 0.08 -> 0.01, 50 -> 1."""
+    text = repr(x)
+    return 10.0 ** -len(text.split(".")[1]) if "." in text and "e" not in text else 1.0
+
+
 def differences(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every (variant, task, quantity) where the re-run disagrees with the old comment's number."""
+    """Every (variant, task, quantity) where the re-run and the old comment's number differ by more than one
+    unit of the digit the comment quoted (it rounded or cut the script's two decimals to one)."""
     out = []
     for v in record["variants"]:
         for r in v["results"]:
-            for key, tol in (("val_A_f", DIFF_TOLERANCE), ("val_A_r", DIFF_TOLERANCE), ("steps", 0)):
+            for key in ("val_A_f", "val_A_r", "steps"):
                 old, new = r.get("old", {}).get(key), r.get(key)
-                if old is not None and new is not None and abs(new - old) > tol:
+                if old is not None and new is not None and abs(new - old) > quoted_unit(old) + 1e-9:
                     out.append({"variant": v["name"], "task": r["task"], "quantity": key, "old": old, "new": new})
     return out
 
@@ -205,8 +210,8 @@ checks that this page is the rendering of the committed files). Each study was r
 shown; every number below was written by that code. A cell reads `A_f / A_r` (validation accuracy in % on the
 forget-class / retain-class images of the split), then in brackets the DAMO steps (with `max` where the
 stopping rule never fired) and the method's seconds. `old:` is what the comment table in the code quoted
-for that cell before these files existed (measured at an older commit); where the two disagree the study's
-differences list says by how much.
+for that cell before these files existed (measured at an older commit); where the two differ by more than
+one unit of the digit the comment quoted, the study's differences line says by how much.
 """
 
 
@@ -238,7 +243,7 @@ def _rows(rec: dict[str, Any]) -> list[dict[str, str]]:
     chosen = (rec.get("chosen") or {}).get("variant")
     for v in rec["variants"]:
         by_task = {task_label(r["task"]): r for r in v["results"]}
-        name = f"**{v['name']}** (chosen: {rec['chosen']['recipe']})" if v["name"] == chosen else v["name"]
+        name = f"**{v['name']}** (chosen)" if v["name"] == chosen else v["name"]
         rows.append({"variant": name, "settings": f"`{settings_label(v['settings'])}`",
                      **{f"task {t}": _cell(by_task.get(t)) for t in labels}})
     return rows
@@ -258,10 +263,11 @@ def _facts(rec: dict[str, Any]) -> list[str]:
 def _differences(rec: dict[str, Any]) -> str:
     if not any("old" in r for v in rec["variants"] for r in v["results"]):
         return ""
-    if not rec["differences"]:
-        return "Re-run against the old comment: no differences (within 0.05 points, same steps)."
-    items = [f"{d['variant']} on {task_label(d['task'])}: {d['quantity']} {d['old']} -> {d['new']}"
-             for d in rec["differences"]]
+    found = differences(rec)
+    if not found:
+        return ("Re-run against the old comment: no differences beyond the precision it quoted "
+                "(one unit of its last digit; the same steps).")
+    items = [f"{d['variant']} on {task_label(d['task'])}: {d['quantity']} {d['old']} -> {d['new']}" for d in found]
     return "Re-run against the old comment, differences: " + "; ".join(items) + "."
 
 
