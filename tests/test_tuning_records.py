@@ -157,3 +157,39 @@ def test_committed_study_specs_are_valid_and_have_a_record(spec):
     record = load(s["name"])
     assert [v["name"] for v in record["variants"]] == [v["name"] for v in s["variants"]]
     assert [v["settings"] for v in record["variants"]] == [v["settings"] for v in s["variants"]]
+
+
+def script(name: str):
+    """A benchmarks/ script as a module (they are not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tune_damo_command_lines():
+    tune = script("tune_damo")
+    spec, n, trace, save = tune.parse(["[3, 5]", '[{}, {"disc": false}]', "32", "--trace"])
+    assert (spec["tasks"], [v["settings"] for v in spec["variants"]], n, trace, save) == \
+        ([[3, 5]], [{}, {"disc": False}], 32, True, False)
+    spec, n, trace, save = tune.parse(["[7]", '[{"lr": 1e-3}]', "--name", "my_try"])
+    assert (spec["name"], n, trace, save) == ("my_try", 64, False, True)
+    spec, *_, save = tune.parse(["--study", str(ROOT / "benchmarks" / "studies" / "cpu_default.json")])
+    assert spec["name"] == "cpu_default" and save and spec["chosen"]["variant"] == "C"
+    with pytest.raises(ValueError, match="study name"):
+        tune.parse(["[3]", "[{}]", "--name", "No Good"])
+    with pytest.raises(ValueError, match="lr must be a positive"):   # before the model or any data is loaded
+        tune.main(tuning.check_spec({"name": "x", "tasks": [[3]], "variants": [{"name": "a", "settings": {"lr": -1}}]}))
+    with pytest.raises(ValueError, match="n_per_class must be"):
+        tune.damo_config({"n_per_class": 1})
+
+
+def test_tune_baselines_command_lines():
+    tune = script("tune_baselines")
+    spec, save = tune.parse(["ssd", "[3]", '[{}, {"alpha": 3}]'])
+    assert (spec["method"], spec["tasks"], len(spec["variants"]), save) == ("ssd", [[3]], 2, False)
+    assert tune.method_config(get_method("ssd"), {"alpha": 3.0})["alpha"] == 3.0
+    with pytest.raises(ValueError, match="unknown option"):   # before the model or any data is loaded
+        tune.main(tuning.check_spec({"name": "x", "method": "ssd", "tasks": [[3]],
+                                     "variants": [{"name": "a", "settings": {"alpha_typo": 3}}]}))
