@@ -20,6 +20,7 @@ from dsda.utils import to_jsonable
 REGISTERED = {
     "cpu_default": ("CPU_CANDIDATE", lambda: ("dsda", unlearn.CPU_CANDIDATE)),
     "cpu_previous": ("CPU_PREVIOUS", lambda: ("dsda", unlearn.CPU_PREVIOUS)),
+    "cpu_heldout": ("CPU_PREVIOUS", lambda: ("dsda", unlearn.CPU_PREVIOUS)),
     "baseline_ssd": ("SSD's cpu config", lambda: ("ssd", get_method("ssd").profile_overrides["cpu"])),
     "baseline_unsir": ("UNSIR's cpu config", lambda: ("unsir", get_method("unsir").profile_overrides["cpu"])),
     "baseline_neggrad": ("NegGrad's cpu config", lambda: ("neggrad", get_method("neggrad").profile_overrides["cpu"])),
