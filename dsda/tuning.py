@@ -276,7 +276,8 @@ def render_study(rec: dict[str, Any]) -> str:
     parts = [f"## `{rec['study']}`: {rec.get('title', '')}".rstrip(": "), rec.get("purpose", ""),
              "\n".join(_facts(rec)), markdown_table(_rows(rec))]
     if chosen:
-        parts.append(f"Chosen: **{chosen['variant']}**, registered as {chosen['recipe']}. {chosen.get('why', '')}")
+        why = chosen.get("why", "")
+        parts.append(f"Chosen: **{chosen['variant']}**, registered as {chosen['recipe']}. {why[:1].upper()}{why[1:]}")
     parts += [rec.get("note", ""), _differences(rec)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
