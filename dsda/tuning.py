@@ -8,6 +8,15 @@ the fixed settings, the command line, versions and commit. `render` turns those 
 docs/TUNING.md (`python benchmarks/render_tuning.py`; a test checks the committed page is the rendering).
 A variant may carry `old`: the numbers a comment table in the code once quoted for it, so the page shows
 re-run and old side by side, and `differences` lists where they disagree beyond the precision quoted.
+
+A spec (checked by `check_spec` before any work):
+
+    {"name": "cpu_default", "title": ..., "purpose": ..., "method": "ssd" (tune_baselines.py only),
+     "tasks": [[7], [3, 5]],
+     "variants": [{"name": "C", "settings": {"lr": 1e-3, ...}, "tasks": [[7]] (default: all),
+                   "old": {"7": {"val_A_f": 0.0, "val_A_r": 93.1, "steps": 70}}}, ...],
+     "chosen": {"variant": "C", "recipe": "CPU_CANDIDATE ...", "why": ...},
+     "note": ..., "old_source": ..., "original_old": {"7": {...}}}
 """
 from __future__ import annotations
 
