@@ -16,7 +16,7 @@ dsda.tuning.VALIDATION: a seeded 6,000-image subset of the TRAIN split, never th
 
 A study spec (see dsda/tuning.py) names the tasks, the variants and the chosen one; the positional form is one
 task and unnamed variants, and writes a file only with `--name`. Prints one JSON line per variant and task;
-the file is rewritten after every variant. TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded
+`<name>.json.partial` holds the progress after every variant. TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded
 synthesis time is reused). `--trace` adds the validation (A_f, A_r) at every check (time excluded).
 Run with OMP_NUM_THREADS=1 on the shared 2-core machine.
 """

@@ -3,8 +3,9 @@
 A study (a JSON spec in benchmarks/studies/) names its tasks (lists of forget classes), its variants (each
 a name and the settings it changes) and which variant was chosen and the recipe it became.
 benchmarks/tune_damo.py and benchmarks/tune_baselines.py run it and write results/tuning/<name>.json
-(atomically, after every variant) with every variant's scores per task on the validation split below,
-the fixed settings, the command line, versions and commit. `render` turns those files into
+(atomically, at the end; `<name>.json.partial` holds the progress after every variant, so a complete
+earlier record survives a re-run that stops) with every variant's scores per task on the validation split
+below, the fixed settings, the command line, versions and commit. `render` turns those files into
 docs/TUNING.md (`python benchmarks/render_tuning.py`; a test checks the committed page is the rendering).
 A variant may carry `old`: the numbers a comment table in the code once quoted for it, so the page shows
 re-run and old side by side, and `differences` lists where they disagree beyond the precision quoted.
@@ -177,13 +178,19 @@ def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[st
     rows = [{**r, **({"old": old[task_label(r["task"])]} if task_label(r["task"]) in old else {})} for r in results]
     record["variants"].append({"name": variant["name"], "settings": variant["settings"], "config": config,
                                "results": rows})
-    atomic_write_json(path, record)
+    atomic_write_json(partial_path(path), record)
+
+
+def partial_path(path: Path) -> Path:
+    """Where a running study keeps its progress, so an earlier complete record at `path` survives until the end."""
+    return path.with_name(path.name + ".partial")
 
 
 def finish(record: dict[str, Any], path: Path) -> None:
     record["wall_s"] = round(time.time() - record.pop("started"), 1)
     record["complete"] = True
     atomic_write_json(path, record)
+    partial_path(path).unlink(missing_ok=True)
     print(f"wrote {path}", flush=True)
 
 

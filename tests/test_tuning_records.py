@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from dsda import tuning, unlearn
+from dsda import tuning
 from dsda.baselines import get_method
 from dsda.damo import DAMO_FIELDS, DamoConfig
 from dsda.sampler import SamplerConfig
+from dsda.unlearn import CPU_CANDIDATE, CPU_PREVIOUS, SAMPLER_FIELDS, profile_defaults
 from dsda.utils import to_jsonable
 
 # Study -> (the recipe its `chosen` field names, the registered settings that study chose). When the
 # registered settings move (e.g. into a recipe registry), change this table only.
 REGISTERED = {
-    "cpu_default": ("CPU_CANDIDATE", lambda: ("dsda", unlearn.CPU_CANDIDATE)),
-    "cpu_previous": ("CPU_PREVIOUS", lambda: ("dsda", unlearn.CPU_PREVIOUS)),
-    "cpu_heldout": ("CPU_PREVIOUS", lambda: ("dsda", unlearn.CPU_PREVIOUS)),
+    "cpu_default": ("CPU_CANDIDATE", lambda: ("dsda", CPU_CANDIDATE)),
+    "cpu_previous": ("CPU_PREVIOUS", lambda: ("dsda", CPU_PREVIOUS)),
+    "cpu_heldout": ("CPU_PREVIOUS", lambda: ("dsda", CPU_PREVIOUS)),
     "baseline_ssd": ("SSD's cpu config", lambda: ("ssd", get_method("ssd").profile_overrides["cpu"])),
     "baseline_unsir": ("UNSIR's cpu config", lambda: ("unsir", get_method("unsir").profile_overrides["cpu"])),
     "baseline_neggrad": ("NegGrad's cpu config", lambda: ("neggrad", get_method("neggrad").profile_overrides["cpu"])),
@@ -42,8 +43,8 @@ def registered_configs(method: str, settings: dict) -> dict:
     **settings)` does), or the baseline's cpu config."""
     if method != "dsda":
         return {"config": plain(get_method(method).config("cpu"))}
-    options = {**unlearn.profile_defaults("cpu"), **settings}
-    sampler = {k: v for k, v in options.items() if k in unlearn.SAMPLER_FIELDS}
+    options = {**profile_defaults("cpu"), **settings}
+    sampler = {k: v for k, v in options.items() if k in SAMPLER_FIELDS}
     return {"config": plain(DamoConfig(**{k: v for k, v in options.items() if k in DAMO_FIELDS})),
             "sampler_config": plain(SamplerConfig(**sampler).resolved()), "n_per_class": options["n_per_class"]}
 
@@ -73,7 +74,11 @@ def test_chosen_variant_is_the_registered_setting(study):
     variant = next(v for v in record["variants"] if v["name"] == chosen["variant"])
     assert {tuple(r["task"]) for r in variant["results"]} == {tuple(t) for t in record["tasks"]}, \
         "the chosen variant must have been run on every task of its study"
-    want, got = registered_configs(*registered()), recorded_configs(record, variant)
+    method, settings = registered()
+    named = json.loads(json.dumps(to_jsonable(dict(settings))))
+    unnamed = {k: v for k, v in variant["settings"].items() if named.get(k, ...) != v}
+    assert not unnamed, f"{study}: the chosen variant sets {unnamed}, registered: {named}"
+    want, got = registered_configs(method, settings), recorded_configs(record, variant)
     for part, fields in want.items():
         if not isinstance(fields, dict):
             assert got[part] == fields, f"{study}: {part} {got[part]!r} was chosen, {fields!r} is registered"
@@ -119,12 +124,13 @@ def test_render_marks_chosen_and_old_numbers():
                                {"task": [3], "val_A_f": 1.0, "val_A_r": 90.0, "steps": 300, "stop": "max_steps",
                                 "s_damo": 9.6, "old": {"val_A_f": 1.0, "val_A_r": 91.0, "steps": 300}}]},
                            {"name": "b", "settings": {"lr": 2}, "results": [
-                               {"task": [3], "val_A_f": 0.0, "val_A_r": 92.0, "steps": 50, "stop": "forgotten"}]}]}
+                               {"task": [3], "val_A_f": 0.0, "val_A_r": 92.0, "steps": 50, "stop": "forgotten",
+                                "check": {"forget_rate": 0.0, "check_forget_prob": 0.0451}}]}]}
     assert tuning.differences(record) == [{"variant": "a", "task": [3], "quantity": "val_A_r", "old": 91.0,
                                            "new": 90.0}]
     page = tuning.render([record])
     assert "| a | `lr=1` | 1.00 / 90.00 (300 max; 10 s)<br>old: 1.0 / 91.0 (300) |" in page
-    assert "| **b** (chosen) | `lr=2` | 0.00 / 92.00 (50) |" in page
+    assert "| **b** (chosen) | `lr=2` | 0.00 / 92.00 (50; held-out p 0.045) |" in page
     assert "a on 3: val_A_r 91.0 -> 90.0" in page
     near = {"val_A_f": 1.0, "val_A_r": 90.09, "steps": 300}   # within one unit of 90.0 / 1.0 as quoted
     assert tuning.differences({"variants": [{"name": "a", "results": [{**near, "task": [3], "old": {
@@ -194,3 +200,15 @@ def test_tune_baselines_command_lines():
     with pytest.raises(ValueError, match="unknown option"):   # before the model or any data is loaded
         tune.main(tuning.check_spec({"name": "x", "method": "ssd", "tasks": [[3]],
                                      "variants": [{"name": "a", "settings": {"alpha_typo": 3}}]}))
+
+
+def test_a_rerun_keeps_the_complete_record_until_it_finishes(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"complete": true}')
+    record = {"variants": [], "started": 0.0}
+    tuning.add_variant(record, {"name": "a", "settings": {}, "old": {"3": {"val_A_f": 1.0}}}, {},
+                       [{"task": [3], "val_A_f": 0.5, "val_A_r": 90.0}], path)
+    assert path.read_text() == '{"complete": true}'            # the earlier record is untouched meanwhile
+    assert json.loads(tuning.partial_path(path).read_text())["variants"][0]["results"][0]["old"] == {"val_A_f": 1.0}
+    tuning.finish(record, path)
+    assert json.loads(path.read_text())["complete"] and not tuning.partial_path(path).exists()
