@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import dsda
 from dsda import report
@@ -173,9 +174,20 @@ run.figure(fig, "toy_landscape");
 # **What it shows.** For each class the energy is near zero on the whole side of the plane that the
 # classifier gives to that class, not just on its training blob: E = -log p(y|x) measures how sure the
 # classifier is, not how typical x is, so its low-energy region is unbounded (the box clamp keeps the
-# chains in view). The score arrows point away from the other classes, and the chains, started from
-# noise, slide into the region of their class; once there the drift vanishes and the noise lets them
-# wander. This is why DSDA's samples look like confident-classifier inputs rather than natural images.
+# chains in view). The score arrows point away from the other classes. Where the chains go, measured on
+# this run:
+
+# %%
+# the prose takes its numbers from the run, so it cannot contradict them
+if toy_frac > hit0.mean().item() and eT.mean().item() < e0.mean().item():
+    toy_text = ("The chains, started from noise, slide into the region of their class; once there the drift "
+                "vanishes and the noise lets them wander. This is why DSDA's samples look like "
+                "confident-classifier inputs rather than natural images.")
+else:
+    toy_text = "On this run the chains do not move into the region of their class."
+display(Markdown(f"{toy_text} Of the {len(yc)} chains, {hit0.mean().item() * 100:.0f} % start in their class's "
+                 f"region and {toy_frac * 100:.0f} % end there; their mean energy goes from "
+                 f"{e0.mean().item():.3g} to {eT.mean().item():.3g}."))
 
 # %% [markdown]
 # ## 2. The real model: energy of real images, noise and AEGDS samples
@@ -281,16 +293,71 @@ fig.suptitle(f"One real test image and {show} AEGDS samples per class ({diag.con
 run.figure(fig, "synthetic_grid");
 
 # %% [markdown]
-# **What it shows.** On average the AEGDS samples sit far below real test images of their class: the
-# sampler drives p(y|x) close to 1 for every sample, while real images include hard and misclassified
-# ones with high energy (the long upper whiskers). The medians tell a finer story: for the classes the
-# model finds easy (on `cpu`: trousers, sandals, bags, boots, sneakers) a typical real image is even more
-# confident than a 40-NFE synthetic sample, whose energy levels off around 1e-3 as the step size decays.
-# The samples do not look like the class to a human (the paper's Fig. 5b makes the same observation and
-# calls it a privacy benefit). Noise is high-energy for most classes but not all: the model puts almost
-# all noise images into one or two classes (on `cpu`: Gaussian noise into "Shirt" and "Bag", uniform noise
-# into "Bag"), and for those classes noise has a low energy, below chance level. A class-conditional
-# energy is not a density: it cannot tell "unlike any training image" from "a typical bag".
+# **What it shows.** The box plots compare, class by class, the energy of the AEGDS samples with that of
+# real test images of the same class and of noise. A mean is pulled up by the hard and misclassified real
+# images (the long upper whiskers); a median is the energy of a typical image. We call an energy high when
+# it is above chance, log K (the model then gives y less than 1/K of its probability). The samples do not
+# look like the class to a human (the paper's Fig. 5b makes the same observation and calls it a privacy
+# benefit). What this run measured:
+
+# %%
+# the prose takes its numbers from the run, so it cannot contradict them
+names = [info.class_names[k] if k < len(info.class_names) else str(k) for k in range(K)]
+chance, nfe_syn = math.log(K), diag.config.nfe
+
+
+def listing(ks):
+    """Class names as prose: "A", "A and B", "A, B and C"."""
+    words = [f'"{names[k]}"' for k in ks]
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def mean_sentence():
+    n = int((avg["AEGDS samples"] < avg["real test images"]).sum())
+    where = ("below real test images of their class" if n == K else "above real test images of their class"
+             if n == 0 else f"below real test images of their class in {n} of {K} classes and above them in the rest")
+    hard = int((e_real > chance).sum())
+    text = (f"On average the AEGDS samples sit {where} (mean energy "
+            f"{e_syn.mean():.1e} against {e_real.mean():.1e}): the sampler drives p(y|x) to at least "
+            f"{math.exp(-e_syn.max()):.3f} for every sample")
+    # E > log K means p(y|x) < 1/K, so another class scores higher: the model misclassifies the image
+    return text + (f", while {hard} of the {len(e_real)} real images have an energy above chance (up to "
+                   f"{e_real.max():.1f}): hard images that the model misclassifies." if hard else ".")
+
+
+def median_sentence():
+    easy = [k for k in range(K) if not med["AEGDS samples"][k] < med["real test images"][k]]
+    if not easy:
+        return "The medians agree: in every class a typical AEGDS sample has a lower energy than a typical real image."
+    j = int(np.searchsorted(diag.nfe, nfe_syn // 2))            # the first record of the second half
+    half, end = diag.energy[j], diag.final["energy"]
+    trend = "levels off" if half < 10 * end else "is still falling"  # under an order of magnitude: levelled
+    return (f"The medians tell a finer story: for the {len(easy)} classes the model finds easy ({listing(easy)}) "
+            f"a typical real image is even more confident than a {nfe_syn}-NFE synthetic sample, whose mean "
+            f"energy {trend} as the step size decays ({half:.1e} at {diag.nfe[j]} NFE, {end:.1e} at {nfe_syn}).")
+
+
+def noise_sentence(name, low):
+    counts = noise_pred[name]
+    major = sorted((k for k in range(K) if counts[k] >= 0.1 * n_noise), key=lambda k: -counts[k])
+    text = (f"The model puts {sum(counts[k] for k in major) / n_noise * 100:.0f} % of the {name} images into "
+            f"{listing(major)}")
+    if not low:
+        return text + "; its median energy is above chance for every class."
+    where = ("that class" if len(low) == 1 else "those classes") if set(low) == set(major) else listing(low)
+    return text + (f", and for {where} its median energy is low, below chance "
+                   f"({', '.join(f'{med[name][k]:.2f}' for k in low)}).")
+
+
+below_chance = {name: [k for k in range(K) if med[name][k] <= chance] for name in noise}
+lows = sorted((med[name][k], k) for name in noise for k in below_chance[name])
+noise_text = " ".join(["Noise is high-energy for most classes but not all." if lows else
+                       "Noise is high-energy for every class: its median energy is above chance everywhere.",
+                       *(noise_sentence(name, below_chance[name]) for name in noise)])
+if lows:   # the class whose noise median is lowest makes the point most plainly
+    noise_text += (" A class-conditional energy is not a density: it cannot tell \"unlike any training image\" "
+                   f"from \"a typical {names[lows[0][1]].lower()}\".")
+display(Markdown(f"{mean_sentence()} {median_sentence()}\n\n{noise_text}"))
 
 # %%
 noise_ratio = {name: min(med[name][k] / med["real test images"][k] for k in range(K)) for name in noise}

@@ -31,12 +31,14 @@ nfe = None                 # None: BUDGETS; score evaluations per sample for eve
 alphas = None              # None: BUDGETS; the step-size grid each sampler picks its best from
 
 # %%
+import dataclasses
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
 import dsda
 from dsda import report
@@ -105,7 +107,8 @@ def nfe_int(v):
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)
 
 
-def display(df):
+def table_view(df):
+    """df for display: NFE columns as ints or "-", numbers rounded."""
     out = df.copy()
     for c in out.columns:
         if c.startswith("NFE "):
@@ -116,7 +119,7 @@ def display(df):
 best_alpha = {name: float(grid[grid.sampler == name].sort_values("final E").iloc[0].alpha) for name in SAMPLERS}
 best = {name: runs[(name, best_alpha[name])] for name in SAMPLERS}
 print("best step size per sampler (lowest mean energy at", nfe, "NFE):", best_alpha)
-display(grid)
+table_view(grid)
 
 # %% [markdown]
 # ## 1. Traces at each sampler's best step size
@@ -164,12 +167,57 @@ ax.legend(fontsize=8)
 run.figure(fig, "alpha_grid");
 
 # %% [markdown]
-# **What it shows.** All three samplers bring the mean energy down by three orders of magnitude and make
-# every sample confident within about 15 NFE. The fast first phase is a short descent where the largest
-# stable step wins, and SGLD, which spends one score evaluation per step, gets there first. After that the
-# curves flatten; AEGDS's momentum keeps its effective step larger, so it ends at the lowest energy, but the
-# difference there is between energies of 0.003 and 0.005, i.e. p(y|x) of 0.997 against 0.995.
-# The second plot shows the selection: each sampler's final energy over the step-size grid.
+# **What it shows.** The traces follow, over the budget, the mean energy, the mean target probability and
+# the fractions of confident and correctly classified samples, each sampler at the step size chosen above;
+# the second plot shows that selection: each sampler's final energy over the step-size grid. What this run
+# measured:
+
+# %%
+# the prose takes its numbers from the run, so it cannot contradict them
+LABEL = {"sgld": "SGLD", "heun": "Heun", "aegds": "AEGDS"}
+
+
+def listing(words):
+    """Words as prose: "a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def descent_sentence():
+    drop = {name: best[name][2].energy[0] / best[name][2].final["energy"] for name in SAMPLERS}
+    every = {name: best[name][2].first_reaching("confident_frac", 1.0) for name in SAMPLERS}
+    lo, hi = (float(f"{v:.2g}") for v in (min(drop.values()), max(drop.values())))   # two significant digits
+    text = f"All three samplers bring the mean energy down by a factor of {lo:,.0f} to {hi:,.0f}"
+    if all(every.values()):
+        return text + f" and make every sample confident within {max(r['nfe'] for r in every.values())} NFE."
+    missed = [LABEL[name] for name, r in every.items() if r is None]
+    verb = "leaves" if len(missed) == 1 else "leave"
+    return text + f"; {listing(missed)} {verb} some samples unconfident at {nfe} NFE."
+
+
+def first_phase_sentence():
+    t = ">= 95 % confident"
+    at_sel = {name: reach(best[name][2])[t] for name in SAMPLERS}
+    reached = {name: v for name, v in at_sel.items() if v is not None}
+    if not reached:
+        return f"No sampler makes 95 % of the samples confident within {nfe} NFE."
+    first = min(reached, key=reached.get)
+    why = ", which spends one score evaluation per step," if first == "sgld" else ""
+    counts = ", ".join(f"{LABEL[n]} {v}" for n, v in reached.items())
+    return (f"The fast first phase is a short descent where the largest stable step wins, and {LABEL[first]}{why} "
+            f"gets there first (NFE to {t}: {counts}).")
+
+
+def final_sentence():
+    final = {name: best[name][2].final["energy"] for name in SAMPLERS}
+    lo, hi = min(final, key=final.get), max(final, key=final.get)
+    why = "AEGDS's momentum keeps its effective step larger, so it" if lo == "aegds" else LABEL[lo]
+    return (f"After that the curves flatten; {why} ends at the lowest energy, but the difference there is between "
+            f"energies of {final[lo]:.4f} ({LABEL[lo]}) and {final[hi]:.4f} ({LABEL[hi]}), i.e. p(y|x) ≈ exp(-E) of "
+            f"{math.exp(-final[lo]):.4f} against {math.exp(-final[hi]):.4f}.")
+
+
+display(Markdown(" ".join([descent_sentence(), first_phase_sentence(), final_sentence()])))
 
 # %% [markdown]
 # ## 2. NFE to reach each target
@@ -233,15 +281,68 @@ run.figure(fig, "nfe_to_target");
 
 # %% [markdown]
 # **What it shows.** The bars count the work each sampler needs; the dashed lines mark the paper's goal for
-# AEGDS (1/3 of SGLD's NFE). On `cpu` SGLD needs the fewest NFE for every target, so the acceleration
-# claim does not hold at equal compute. A Heun step costs two score evaluations, so it pays off only if it
-# does the work of more than two SGLD steps; on this energy it does not: reaching a confident class from
-# noise is a short descent where the largest stable step matters, not following the flow accurately,
-# which is what a second-order step buys. Momentum recovers part of the loss (AEGDS beats Heun), but not
-# enough to beat SGLD. The package's own benchmark (notes in `dsda/sampler.py`, measured earlier on a
-# different checkpoint and with the SGLD step chosen for the loose targets) found AEGDS about 2x faster
-# than SGLD to E ≤ 0.01; here SGLD's best step for that target (chosen from the grid, as for the others)
-# removes that gap.
+# AEGDS (1/3 of SGLD's NFE). A Heun step costs two score evaluations, so it pays off only if it does the
+# work of more than two SGLD steps. The package's own benchmark (notes in `dsda/sampler.py`, measured
+# earlier on a different checkpoint and with the SGLD step chosen for the loose targets) found AEGDS about
+# 2x faster than SGLD to E ≤ 0.01; here SGLD's best step for that target is chosen from the grid, as for
+# the others. What this run measured:
+
+# %%
+# the prose takes its numbers from the run, so it cannot contradict them
+def fewer(a, b):
+    """Sampler a reaches target t in fewer NFE than sampler b (not reaching it counts as more)."""
+    return lambda t: val(a, t) is not None and (val(b, t) is None or val(a, t) < val(b, t))
+
+
+def how_many(test):
+    n = sum(test(t) for t in TARGETS)
+    return "every target" if n == len(TARGETS) else "no target" if n == 0 else f"{n} of {len(TARGETS)} targets"
+
+
+def fastest_sentence():
+    counts = "; ".join(f"{LABEL[n]} {', '.join(as_nfe(val(n, t)) for t in TARGETS)}" for n in SAMPLERS)
+    wins = {n: all(fewer(n, m)(t) or val(n, t) == val(m, t) for m in SAMPLERS for t in TARGETS) for n in SAMPLERS}
+    who = next((f"{LABEL[n]} needs the fewest NFE for every target" for n, w in wins.items() if w),
+               "no sampler needs the fewest NFE for every target")
+    holds = [t for t in TARGETS if val("aegds", t) is not None
+             and (val("sgld", t) is None or val("sgld", t) >= 3 * val("aegds", t))]
+    verdict = ("does not hold at equal compute for any target" if not holds else "holds for every target"
+               if len(holds) == len(TARGETS) else f"holds only for {listing(holds)}")
+    return (f"On `{profile}`, {who} (NFE to {', '.join(TARGETS)}: {counts}), so the acceleration claim {verdict}.")
+
+
+def as_nfe(v):
+    """An NFE count as prose (the verdicts below print it the same way)."""
+    return str(v) if v is not None else f">{nfe}"
+
+
+def heun_sentence():
+    if not any(fewer("heun", "sgld")(t) for t in TARGETS):
+        return ("On this energy the Heun step does not do the work of two SGLD steps: reaching a confident class "
+                "from noise is a short descent where the largest stable step matters, not following the flow "
+                "accurately, which is what a second-order step buys.")
+    return f"The Heun step alone needs fewer NFE than SGLD for {how_many(fewer('heun', 'sgld'))}."
+
+
+def momentum_sentence():
+    over_heun, over_sgld = how_many(fewer("aegds", "heun")), how_many(fewer("aegds", "sgld"))
+    gain = "does not help" if over_heun == "no target" else "recovers part of the loss"
+    beat = "but not enough to beat SGLD" if over_sgld == "no target" else f"and beats SGLD for {over_sgld}"
+    return f"Momentum {gain} (AEGDS needs fewer NFE than Heun for {over_heun}), {beat}."
+
+
+def benchmark_sentence():
+    t = "E <= 0.01"
+    s, a = val("sgld", t), val("aegds", t)
+    if s is None or a is None:
+        return f"To {t}, SGLD needs {as_nfe(s)} NFE and AEGDS {as_nfe(a)}."
+    r = s / a
+    fate = ("SGLD's best step for it removes that gap" if r <= 1 else "SGLD's best step for it narrows that gap"
+            if r < 2 else "the gap remains")
+    return f"To {t}, SGLD needs {s} NFE and AEGDS {a} (SGLD / AEGDS = {r:.2f}): {fate}."
+
+
+display(Markdown(" ".join([fastest_sentence(), heun_sentence(), momentum_sentence(), benchmark_sentence()])))
 
 # %% [markdown]
 # ## 3. What the samples look like at equal NFE
@@ -306,14 +407,53 @@ for name, label, kw in OPTIONS:
                      "final confident": d.final["confident_frac"], "final target frac": d.final["target_frac"],
                      **{f"NFE {t}": v for t, v in reach(d).items()}})
 options = pd.DataFrame(opt_rows)
-display(options)
+table_view(options)
 
 # %% [markdown]
-# **What it shows.** The option that matters is the noise scale. With the paper's literal noise (T = 1,
-# σ = √(2α), a standard deviation of 4-9 per pixel at these step sizes, for pixels that span about 3) the
-# noise swamps the drift: the energy stays above chance level and almost no sample becomes confident, so
-# the literal Algorithm 1 cannot produce usable samples on this model; a small decoupled temperature is
-# needed. The predictor form and the step schedule change the NFE counts by a few evaluations at most.
+# **What it shows.** Each row changes one option against the default at the same step size and budget.
+# With the paper's literal noise (T = 1) the noise standard deviation per pixel is σ = √(2α) at step size α;
+# with our default it is √(2αT) = 0.01 √(2α). What this run measured:
+
+# %%
+# the prose takes its numbers from the run, so it cannot contradict them
+lo, hi = original.input_range
+chance = math.log(K)
+
+
+def literal_clause(r, cfg):
+    """What the paper's literal noise does to one sampler: its row of `options` and the configuration that ran."""
+    sigma = [cfg.noise_std(cfg.step_size(i * cfg.evals_per_step)) for i in range(cfg.n_steps)]
+    level = "above" if r["final E"] > chance else "below"
+    return (f"{LABEL[r['sampler']]} (σ = {min(sigma):.1f}-{max(sigma):.1f} per pixel over the run) ends at a mean "
+            f"energy of {r['final E']:.2f}, {level} chance level, with "
+            f"{r['final confident'] * 100:.0f} % of its samples confident")
+
+
+def literal_text(rows_cfgs):
+    clauses = "; ".join(literal_clause(r, cfg) for r, cfg in rows_cfgs)
+    text = (f"With the paper's literal noise (pixels span {hi - lo:.1f}; chance level is log K = {chance:.2f}): "
+            f"{clauses}.")
+    if any(pd.notna(r["NFE E <= 0.05"]) for r, _ in rows_cfgs):    # the verdicts' test of convergence
+        return text + f" The literal noise reaches a mean energy of 0.05 within {nfe} NFE for at least one sampler."
+    return ("The option that matters is the noise scale. " + text + " The noise swamps the drift, so the literal "
+            f"Algorithm 1 cannot produce usable samples on this model (no mean energy of 0.05 within {nfe} NFE): "
+            "a small decoupled temperature is needed.")
+
+
+def options_sentence(base, others):
+    """How far the predictor form and the step schedule move the NFE counts of the AEGDS default."""
+    pairs = [(r[f"NFE {t}"], base[f"NFE {t}"]) for r in others for t in TARGETS]
+    shifts = [abs(a - b) for a, b in pairs if pd.notna(a) and pd.notna(b)]
+    flips = sum(pd.isna(a) != pd.isna(b) for a, b in pairs)
+    text = f"The predictor form and the step schedule change the NFE counts by {int(max(shifts, default=0))} at most"
+    return text + (f", and whether a target is reached at all in {flips} case{'s' * (flips > 1)}." if flips else ".")
+
+
+literal = [(options.iloc[i], dataclasses.replace(runs[(n, options.iloc[i]["alpha"])][2].config, **kw))
+           for i, (n, _, kw) in enumerate(OPTIONS) if "noise" in kw]
+variants = [(options.iloc[i], kw) for i, (n, _, kw) in enumerate(OPTIONS) if n == "aegds" and "noise" not in kw]
+display(Markdown(literal_text(literal) + " "
+                 + options_sentence(next(r for r, kw in variants if not kw), [r for r, kw in variants if kw])))
 
 # %%
 # wall time is not deterministic: shown here, kept out of the verdicts
