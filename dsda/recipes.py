@@ -61,7 +61,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cpu-kd-head", "KD head-only DAMO (no L_Disc)", SamplerConfig(nfe=40), DamoConfig(**_CPU, **CPU_KD_HEAD), 64,
            "results/tuning/cpu_default.json (validation subset of the train split, tasks 7, 3+5, 0, 3)"),
     Recipe("cpu-ce-all", "CE all-parameter DAMO (no L_Disc)", SamplerConfig(nfe=40), DamoConfig(**_CPU, **CPU_CE_ALL),
-           64, "results/tuning/cpu_previous.json (validation subset of the train split, tasks 3, 0, 3+5)"),
+           64, "results/tuning/cpu_heldout.json chose it (validation subset of the train split, tasks 7, 3+5, 0, 3); "
+           "its own study benchmarks/studies/cpu_previous.json is still to be re-run"),
     Recipe("cpu-paper", "DSDA (paper objective, cpu budget)", SamplerConfig(nfe=40),
            DamoConfig(**_CPU, **{**CPU_CE_ALL, "disc": True}), 64,
            "the paper's objective with cpu-ce-all's lr, forget bound and patience (notebook 03's paper family)"),

@@ -152,7 +152,12 @@ def markdown_table(rows: list[dict[str, Any]] | Any) -> str:
     return "\n".join(lines)
 
 
-def budget(table: dict[str, dict[str, Any]], profile: str) -> dict[str, Any]:
-    """A notebook's budget for a profile: its own entry, or `paper`'s for the `paper-*` profiles."""
+def budget(notebook: str, profile: str) -> dict[str, Any]:
+    """A notebook's budget for a profile (dsda/budgets.py): its own entry, or `paper`'s for `paper-*` (a copy)."""
+    import copy
+
+    from .budgets import NOTEBOOK_BUDGETS
     from .recipes import profile_family
-    return dict(table[profile_family(profile)])
+    from .utils import check_choice
+    check_choice("notebook", notebook, NOTEBOOK_BUDGETS)
+    return copy.deepcopy(NOTEBOOK_BUDGETS[notebook][profile_family(profile)])

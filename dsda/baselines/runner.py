@@ -40,6 +40,7 @@ from ..checks import validate_seed
 from ..data import (DatasetInfo, TensorDataset, dataset_info, forbid_data_access, load_dataset, split_dataset,
                     validate_forget_classes)
 from ..profiles import Profile, get_profile
+from ..recipes import profile_family
 from ..utils import check_positive, provenance, resolve_device, timer
 from .base import DATA_ACCESS, Method
 
@@ -74,9 +75,8 @@ def settings_key(method: Method, profile: Profile) -> str:
     """Which entry of `method.profile_overrides` a profile uses: its own, else 'paper' for 'paper-*'."""
     if profile.name in method.profile_overrides:
         return profile.name
-    if profile.name.startswith("paper") and "paper" in method.profile_overrides:
-        return "paper"
-    return profile.name   # no entry: the config's defaults
+    family = profile_family(profile)
+    return family if family in method.profile_overrides else profile.name   # no entry: the config's defaults
 
 
 def build_config(method: Method, profile: Profile, progress: bool, overrides: Mapping[str, Any]) -> Any:

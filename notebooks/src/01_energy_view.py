@@ -50,14 +50,7 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
                       seeds="seeds?", device="device", threads="positive_int?", n_real="positive_int?",
                       n_syn="positive_int?", n_noise="positive_int?", toy_chains="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
-key = "paper" if profile.startswith("paper") else profile
-BUDGETS = {
-    # alpha: the AEGDS step size for this model (None: the package default, measured on the cpu model;
-    # the smoke model's scores are about 20x larger, see dsda/sampler.py)
-    "smoke": {"n_real": 20, "n_syn": 8, "n_noise": 50, "toy_chains": 50, "toy_steps": 100, "alpha": 1.0},
-    "cpu": {"n_real": 100, "n_syn": 20, "n_noise": 200, "toy_chains": 100, "toy_steps": 200, "alpha": None},
-    "paper": {"n_real": 100, "n_syn": 50, "n_noise": 500, "toy_chains": 100, "toy_steps": 200, "alpha": None},
-}[key]
+BUDGETS = report.budget("01_energy_view", profile)
 n_real = n_real or BUDGETS["n_real"]
 n_syn = n_syn or BUDGETS["n_syn"]
 n_noise = n_noise or BUDGETS["n_noise"]

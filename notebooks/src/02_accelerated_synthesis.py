@@ -51,13 +51,7 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
                       seeds="seeds?", device="device", threads="positive_int?", n_per_class="positive_int?",
                       nfe="positive_int?", alphas="positive_numbers?")
 P = report.notebook_profile(profile, dataset, model, device)
-key = "paper" if profile.startswith("paper") else profile
-BUDGETS = {
-    # the smoke model's scores are about 20x larger than the cpu model's, hence its smaller steps
-    "smoke": {"n_per_class": 10, "nfe": 40, "alphas": [0.3, 1.0, 3.0, 10.0]},
-    "cpu": {"n_per_class": 10, "nfe": 40, "alphas": [3.0, 10.0, 20.0, 40.0, 80.0]},
-    "paper": {"n_per_class": 20, "nfe": 40, "alphas": [3.0, 10.0, 20.0, 40.0, 80.0]},
-}[key]
+BUDGETS = report.budget("02_accelerated_synthesis", profile)
 n_per_class = n_per_class or BUDGETS["n_per_class"]
 nfe = nfe or BUDGETS["nfe"]
 alphas = list(alphas or BUDGETS["alphas"])

@@ -60,12 +60,7 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 dev = resolve_device(P.device)
-BUDGETS = {
-    "smoke": {"tsne_per_class": 30, "lrs": [3e-4, 1e-3, 3e-3, 1e-2], "sens_max_steps": 60},
-    "cpu": {"tsne_per_class": 100, "lrs": [1e-4, 3e-4, 1e-3, 3e-3], "sens_max_steps": 100},
-    "paper": {"tsne_per_class": 100, "lrs": [3e-5, 1e-4, 3e-4, 1e-3], "sens_max_steps": 600},
-}
-B = dict(report.budget(BUDGETS, profile))
+B = report.budget("03_discriminative_loss_ablation", profile)   # dsda/budgets.py
 B.update({k: v for k, v in (("tsne_per_class", tsne_per_class), ("lrs", lrs), ("sens_max_steps", sens_max_steps))
           if v is not None})
 forget = sorted(forget_classes or P.forget_classes)

@@ -56,16 +56,7 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 dev = resolve_device(P.device)
-# gkt_max_resets: GKT gives up after that many generator resets (our own stall rule, not the official code's);
-# ispf_constant_lr: keep ISPF's lr at its starting value, which is what the first epochs of the 200-epoch
-# cosine schedule are (within 0.2 %), so the truncated run is a prefix of the full one.
-BUDGETS = {
-    "smoke": {"gkt_cycles": 12, "ispf_epochs": 4, "snapshot_every": 10, "gkt_max_resets": 2, "ispf_constant_lr": True},
-    "cpu": {"gkt_cycles": 10, "ispf_epochs": 2, "snapshot_every": 20, "gkt_max_resets": 20, "ispf_constant_lr": True},
-    "paper": {"gkt_cycles": 4000, "ispf_epochs": 200, "snapshot_every": 500, "gkt_max_resets": 20,
-              "ispf_constant_lr": False},
-}
-B = dict(report.budget(BUDGETS, profile))
+B = report.budget("04_efficiency_curves", profile)   # dsda/budgets.py
 B.update({k: v for k, v in (("gkt_cycles", gkt_cycles), ("ispf_epochs", ispf_epochs),
                             ("snapshot_every", snapshot_every)) if v is not None})
 forget = sorted(forget_classes or P.forget_classes)
@@ -201,7 +192,7 @@ run.figure(fig, "ar_af_vs_time")
 # whether they get anywhere near DSDA within their (truncated) budget, is the comparison of Fig. 3.
 #
 # On the `cpu` profile GKT and ISPF run a prefix of their schedules (`gkt_cycles` of GKT's 4,000 pseudo batches,
-# `ispf_epochs` of ISPF's 200 epochs, see `BUDGETS`): their students start from scratch and learn only from generated inputs, so within the
+# `ispf_epochs` of ISPF's 200 epochs, see `dsda/budgets.py`): their students start from scratch and learn only from generated inputs, so within the
 # prefix they stay far below the DSDA recipe, which starts from the trained model and only has to remove one class. Their
 # full-schedule times are extrapolated below. (Before 2026-11-26 our GKT never trained here: a NaN in the
 # generator's first step, from a KL whose gradient took log(0) of the confident teacher's probabilities,

@@ -69,14 +69,7 @@ classes = list(range(info.num_classes))
 forget = list(forget_classes or P.forget_classes)
 seeds = list(seeds or P.seeds)
 
-# Sizes per profile. The attacks use a seeded random share of each split on cpu (the same share for
-# every model), which keeps the notebook inside its time budget; 1.0 reproduces dsda.evaluate.
-BUDGETS = {
-    "smoke": {"n_synthetic": 16, "n_real": 30, "mia_train_fraction": 1.0, "mia_test_fraction": 1.0},
-    "cpu": {"n_synthetic": 16, "n_real": 200, "mia_train_fraction": 0.1, "mia_test_fraction": 0.5},
-    "paper": {"n_synthetic": 50, "n_real": 500, "mia_train_fraction": 1.0, "mia_test_fraction": 1.0},
-}
-B = dict(report.budget(BUDGETS, profile))
+B = report.budget("05_privacy_of_synthetic_images", profile)   # dsda/budgets.py
 for key, value in {"n_synthetic": n_synthetic, "n_real": n_real, "mia_train_fraction": mia_train_fraction,
                    "mia_test_fraction": mia_test_fraction}.items():
     if value is not None:

@@ -43,16 +43,8 @@ check_notebook_params(globals(), profile="profile", dataset="name?", model="name
                       multi_forget="classes?", seeds="seeds?", methods="names?", device="device",
                       threads="positive_int?")
 P = report.notebook_profile(profile, dataset, model, device)
-# which methods run on which single-class tasks: all methods on the first task; the references and the
-# profile's DSDA recipe on every task (the rest is a parameter away; the cost is evaluate() per run).
-# "dsda" is the paper's objective; "dsda_kd_head" our cpu default (KD head-only DAMO, dsda/recipes.py).
-BUDGETS = report.budget({
-    "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda_kd_head"], "multi_methods": None},
-    "cpu": {"single": [[3], [0], [7]], "all_tasks": ["original", "retrain", "dsda_kd_head"],
-            "multi_methods": ["original", "retrain", "dsda", "dsda_kd_head", "gkt", "lau"]},
-    "paper": {"single": [[c] for c in P.eval_classes], "all_tasks": None, "multi_methods": None},
-}, profile)
-single = [list(t) if isinstance(t, (list, tuple)) else [t] for t in (forget_classes or BUDGETS["single"])]
+BUDGETS = report.budget("06_main_results", profile)   # dsda/budgets.py
+single = [list(t) if isinstance(t, (list, tuple)) else [t] for t in (forget_classes or BUDGETS["single"] or [[c] for c in P.eval_classes])]
 multi = list(multi_forget or P.multi_forget_classes)
 seeds = list(seeds or P.seeds)
 methods = list(methods or METHODS)

@@ -59,13 +59,7 @@ info = dataset_info(P.dataset)
 forget = list(forget_classes or P.forget_classes)
 seed = list(seeds or P.seeds)[0]
 
-# The batch configuration is small on purpose (the notebook must run in about 30 s on a CPU).
-BUDGETS = {
-    "smoke": {"nfe": 20, "n_per_class": 16, "steps": 60, "n_eval": 0},
-    "cpu": {"nfe": 20, "n_per_class": 16, "steps": 60, "n_eval": 2000},
-    "paper": {"nfe": 40, "n_per_class": 100, "steps": 300, "n_eval": 0},
-}
-B = dict(report.budget(BUDGETS, profile))
+B = report.budget("07_playground", profile)   # dsda/budgets.py
 for key, value in {"nfe": nfe, "n_per_class": n_per_class, "steps": steps, "n_eval": n_eval}.items():
     if value is not None:
         B[key] = value
