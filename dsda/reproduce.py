@@ -205,7 +205,7 @@ def readme_results(profile: str = "cpu") -> str:
     for key in ("dsda", "dsda_kd_head"):   # the paper's objective and our cpu default, every task they ran
         per_task = [(r["task"], r) for r in rows if r["key"] == key and r["task"] in oracle]
         if per_task:
-            lines += [f"{per_task[0][1]['method']} per task (test split): " + "; ".join(
+            lines += [f"{per_task[0][1].get('method', key)} per task (test split): " + "; ".join(
                 f"class {task.strip('[]')} A_f {r['A_f']:.2f} / A_r {r['A_r']:.2f} (oracle {oracle[task]['A_r']:.2f}), "
                 f"ET {r['ET_s']:.0f} s" for task, r in per_task) + ".", ""]
     if main.get("table_single"):
