@@ -69,7 +69,8 @@ def main() -> None:
     for m in modes:
         r = runs[m]
         print(f"{m:6s}: {r['wall_s']:8.1f} s for {r['results']} results ({r['failed']} failed), "
-              f"{r['jobs_per_hour']:.0f} results/hour ({r['processes']} process(es) x {r['threads_per_job']} thread(s))")
+              f"{r['jobs_per_hour']:.0f} results/hour "
+              f"({r['processes']} process(es) x {r['threads_per_job']} thread(s))")
     print(f"serial / LocalCluster(2 workers) wall time: {ratio:.2f}x  (load average before {load_before[0]:.1f}, "
           f"after {os.getloadavg()[0]:.1f}; models trained first, untimed: {trained})")
     out = output_root() / "results" / "benchmarks" / "sweep_speed.json"

@@ -139,6 +139,17 @@ def test_failed_job_is_recorded_and_only_it_retried(tmp_path, monkeypatch):
     assert all(r["status"] == "ok" for r in store.records())
 
 
+def test_a_sweep_removes_partial_writes_and_load_names_a_missing_store(tmp_path):
+    store = Store(tmp_path / "st")
+    store.records_dir.mkdir(parents=True)
+    partial = store.records_dir / ".0123abcd.json.x1y2z3.tmp"   # what an interrupted atomic write leaves
+    partial.write_text('{"key": "0123')
+    run_jobs([], store, progress=False)
+    assert not partial.exists() and store.keys() == []
+    with pytest.raises(ValueError, match="no results store"):
+        dsda.results.load("smoke", store=tmp_path / "none")
+
+
 def test_dry_run_estimates_from_the_stores_timings(smoke_dask, stores, capsys):
     plan, store, jobs = plan_jobs("smoke", store=str(stores / "fresh"))
     out = report(jobs, store, workers=2)
@@ -206,6 +217,13 @@ def probe(job):
 def test_killed_worker_does_not_stop_the_plan(cluster, tmp_path):
     import cloudpickle
     cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers need not import this file
+    try:
+        _kill_one_worker(cluster, tmp_path)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _kill_one_worker(cluster, tmp_path):
     (tmp_path / "markers").mkdir()
     jobs = [make_job("probe", {"i": i}, {"i": i, "sleep": 2.0, "marker_dir": str(tmp_path / "markers")}, probe)
             for i in range(4)]

@@ -17,12 +17,13 @@ import warnings
 from typing import Any, Iterator
 
 
-def default_workers() -> int:
-    """As many workers as cores this process may use."""
+def default_workers(threads: int = 1) -> int:
+    """As many workers as the cores this process may use hold jobs of `threads` torch threads each."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, threads))
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -59,13 +60,13 @@ def print_dashboard(client: Any) -> None:
 @contextlib.contextmanager
 def connect(scheduler: str | None = None, workers: int | None = None, threads: int = 1) -> Iterator[Any]:
     """A Dask client: to `scheduler` (an address such as tcp://host:8786), else to a new LocalCluster of
-    `workers` processes (default: one per core), closed again on exit."""
+    `workers` processes (default: one per core, or per `threads` cores), closed again on exit."""
     from distributed import Client, LocalCluster
     cluster = None
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=workers or default_workers(threads), threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.ERROR, env=thread_env(threads))
         client = Client(cluster)
     try:

@@ -15,6 +15,7 @@ def add_parser(sub, command) -> None:
     """The `sweep` subcommand; `command(sub, name, func, help)` is cli.py's helper."""
     p = command(sub, "sweep", cmd_sweep, "run a plan of experiments on Dask into the results store (resumes), "
                                          "or verify a store")
+    p.usage = "python -m dsda sweep [verify] PLAN [options]"
     p.add_argument("words", nargs="+", metavar="PLAN",
                    help="a plan name (plans/<name>.yaml) or a .yaml path; `verify PLAN` audits its store")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -61,7 +62,7 @@ def _dry_run(plan: str, args: argparse.Namespace) -> int:
     from .estimate import report
     p, st, jobs = plan_jobs(plan, args.store, args.retry_failed, args.threads)
     print(f"[dsda] sweep {p.name} --dry-run: store {st.root}")
-    report(jobs, st, 1 if args.serial else (args.workers or default_workers()))
+    report(jobs, st, 1 if args.serial else (args.workers or default_workers(p.threads)))
     return 0
 
 

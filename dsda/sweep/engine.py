@@ -8,6 +8,9 @@ Resume is the default: a result whose record is in the store is never run again 
 `retry_failed=True` runs only the failed ones. A job that fails is recorded with its error and traceback and
 the others go on (jobs that need its product fail at once, naming it). An interrupted client loses only the
 jobs in flight: every record already written stays, and the next call picks up the rest.
+
+A LocalCluster starts its workers with multiprocessing's "spawn": a script that calls `run_plan` must do so
+under `if __name__ == "__main__":` (the command line and notebooks need nothing).
 """
 from __future__ import annotations
 

@@ -197,10 +197,10 @@ def _entry(plan: str, i: int, data: Any, profile: Any, defaults: dict[str, Any],
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise _fail(plan, where, f"options must be a mapping of config fields, got {options!r}")
+    tasks = _tasks(plan, f"{where}.tasks", data["tasks"], num_classes) if "tasks" in data else defaults["tasks"]
+    seeds = _seeds(plan, f"{where}.seeds", data["seeds"]) if "seeds" in data else defaults["seeds"]
     entry = Entry(label=str(data.get("label") or (f"{name}@{recipe}" if recipe else name)), method=name,
-                  recipe=recipe, options=tuple(sorted(options.items())),
-                  tasks=_tasks(plan, f"{where}.tasks", data["tasks"], num_classes) if "tasks" in data else defaults["tasks"],
-                  seeds=_seeds(plan, f"{where}.seeds", data["seeds"]) if "seeds" in data else defaults["seeds"])
+                  recipe=recipe, options=tuple(sorted(options.items())), tasks=tasks, seeds=seeds)
     try:
         build_config(method, profile, False, entry.overrides())
     except (ValueError, TypeError) as e:
@@ -221,7 +221,8 @@ def parse_plan(data: Any, name: str, path: str = "") -> Plan:
     if device not in DEVICES:
         raise _fail(name, "device", f"device={device!r} is not valid; allowed: {', '.join(DEVICES)}")
     num_classes = dataset_info(profile.dataset).num_classes
-    defaults = {"tasks": _tasks(name, "tasks", data["tasks"], num_classes), "seeds": _seeds(name, "seeds", data["seeds"])}
+    defaults = {"tasks": _tasks(name, "tasks", data["tasks"], num_classes),
+                "seeds": _seeds(name, "seeds", data["seeds"])}
     methods = data["methods"]
     if not isinstance(methods, list) or not methods:
         raise _fail(name, "methods", f"must be a non-empty list of entries, got {methods!r}")

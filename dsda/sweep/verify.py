@@ -47,30 +47,36 @@ def _rerun(graph: list, key: str) -> dict[str, Any]:
     return got[key]
 
 
+def check_one(graph: list, stored: dict[str, Any]) -> dict[str, Any]:
+    """One stored result rerun and compared: key, label, task, seed, ok, differences."""
+    row = {k: stored.get(k) for k in ("key", "label", "task", "seed")}
+    if stored["key"] not in {j.key for j in graph if j.kind == "result"}:
+        return {**row, "ok": False,
+                "differences": ["not a job of the plan as it reads now (plan, recipe, config or version changed)"]}
+    fresh = _rerun(graph, stored["key"])
+    diff = [f"the rerun failed: {fresh.get('error')}"] if fresh["status"] != "ok" else \
+        differences(stored.get("metrics") or {}, as_stored(fresh.get("metrics") or {}))
+    return {**row, "ok": not diff, "differences": diff}
+
+
 def verify(plan: Any, sample: int, seed: int = 0, store: str | None = None, progress: bool = True) -> list[dict]:
-    """Rerun `sample` random ok results of the plan's store; one row per result: key, label, ok, differences."""
+    """Rerun `sample` random ok results of the plan's store; one row per result (see `check_one`)."""
     from ..checks import check_positive
     check_positive("sample", sample)
     p, st, graph = prepare(plan, store)
-    by_key = {j.key: j for j in graph if j.kind == "result"}
     finished = sorted(r["key"] for r in st.records() if r["kind"] == "result" and r["status"] == "ok")
     if not finished:
         raise ValueError(f"plan {p.name!r}: the store {st.root} holds no finished result to verify")
-    picked = random.Random(seed).sample(finished, min(sample, len(finished)))
+    graphs = {p.threads: graph}          # a store made with --threads T: its jobs are the plan's at T threads
     rows = []
-    for key in picked:
+    for key in random.Random(seed).sample(finished, min(sample, len(finished))):
         stored = st.read(key)
-        if key not in by_key:
-            rows.append({"key": key, "label": stored.get("label"), "ok": False,
-                         "differences": ["not a job of the plan as it reads now (plan, recipe or version changed)"]})
-            continue
-        fresh = _rerun(graph, key)
-        diff = differences(stored.get("metrics") or {}, as_stored(fresh.get("metrics") or {})) if fresh["status"] == "ok" \
-            else [f"the rerun failed: {fresh.get('error')}"]
-        rows.append({"key": key, "label": stored.get("label"), "task": stored.get("task"),
-                     "seed": stored.get("seed"), "ok": not diff, "differences": diff})
+        t = int(stored.get("threads") or p.threads)
+        if t not in graphs:
+            graphs[t] = prepare(p, store, threads=t)[2]
+        rows.append(r := check_one(graphs[t], stored))
         if progress:
-            r = rows[-1]
             print(f"[dsda] verify {key} {r['label']} forget {r['task']} seed {r['seed']}: "
-                  + ("metrics reproduced exactly" if r["ok"] else "MISMATCH\n    " + "\n    ".join(diff)), flush=True)
+                  + ("metrics reproduced exactly" if r["ok"] else "MISMATCH\n    " + "\n    ".join(r["differences"])),
+                  flush=True)
     return rows
