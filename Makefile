@@ -5,12 +5,13 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= cpu
+SWEEP   ?=
 STAMP   := $(VENV)/.dsda-installed
 
 .PHONY: reproduce test data install clean-cache help
 
 help:
-	@echo "make reproduce [PROFILE=cpu|smoke|paper] [FROM_SCRATCH=1]  - data, models, the notebook series"
+	@echo "make reproduce [PROFILE=cpu|smoke|paper] [FROM_SCRATCH=1] [SWEEP=cpu-quick]  - data, models, the notebook series"
 	@echo "make test                                 - run the test suite (unit tests, notebooks)"
 
 $(STAMP): pyproject.toml
@@ -25,8 +26,9 @@ data: $(STAMP)
 	$(BIN)/python -m dsda prepare-data
 
 # FROM_SCRATCH=1 ignores the shipped pretrained/ checkpoints and trains every model here.
+# SWEEP=cpu-quick first runs that plan through the sweep engine into results/store/ (resuming).
 reproduce: data
-	$(if $(FROM_SCRATCH),DSDA_NO_PRETRAINED=1 ,)$(BIN)/python -m dsda reproduce --profile $(PROFILE)
+	$(if $(FROM_SCRATCH),DSDA_NO_PRETRAINED=1 ,)$(BIN)/python -m dsda reproduce --profile $(PROFILE)$(if $(SWEEP), --sweep $(SWEEP),)
 
 # Unit tests, the smoke series through papermill, then nbval re-executes the committed notebooks
 # (golden cpu outputs) and compares the claim cells.

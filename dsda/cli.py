@@ -5,10 +5,16 @@
     run --method NAME --profile cpu --forget 3 [--forget 5] --seed 0 --out result.json [--set key=value ...]
                                                      run one unlearning method, write its record (JSON)
     methods [--markdown]                             list every method with the data it may touch
-    reproduce --profile cpu [--only 02] [--force]    run the notebook series with papermill (runs/<profile>/),
-                                                     then write results/<profile>/SUMMARY.md
+    reproduce --profile cpu [--only 02] [--force] [--sweep PLAN]
+                                                     run the notebook series with papermill (runs/<profile>/),
+                                                     then write results/<profile>/SUMMARY.md (--sweep: a plan
+                                                     through the sweep engine first)
     notebooks build | check | golden [--only 02]     notebooks/src/*.py -> notebooks/*.ipynb; check drift;
               | readme                               refresh the golden cpu outputs; README results (maintainers)
+    sweep PLAN [--scheduler ADDR] [--dry-run] [--retry-failed]
+                                                     run a plan (plans/PLAN.yaml) on Dask into results/store/PLAN
+                                                     (resumes: finished jobs never run again)
+    sweep verify PLAN --sample K                     rerun K finished results, check the metrics exactly
 
 Errors print one line and exit non-zero (2 for bad input, 1 for an internal error); --debug (before
 or after the command) shows the traceback instead.
@@ -113,7 +119,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import run_series
-    rows = run_series(args.profile, only=args.only or None, force=args.force, progress=not args.no_progress)
+    rows = run_series(args.profile, only=args.only or None, force=args.force, progress=not args.no_progress,
+                      sweep=args.sweep)
     ran = sum(r["status"] == "ran" for r in rows)
     print(f"[dsda] {args.profile}: {ran} notebook(s) ran, {len(rows) - ran} unchanged")
     return 0
@@ -189,9 +196,15 @@ def _add_series(sub) -> None:
                    help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
     p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
     p.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    p.add_argument("--sweep", metavar="PLAN", help="first run this plan through the sweep engine (e.g. cpu-quick)")
     p = _command(sub, "notebooks", cmd_notebooks, "build notebooks from notebooks/src, check drift, refresh golden outputs")
     p.add_argument("action", choices=("build", "check", "golden", "readme"))
     p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
+
+
+def _add_sweep(sub) -> None:
+    from .sweep.command import add_parser
+    add_parser(sub, _command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_prepare_data, _add_train, _add_run, _add_series):
+    for add in (_add_prepare_data, _add_train, _add_run, _add_series, _add_sweep):
         add(sub)
     return parser
 

@@ -122,12 +122,29 @@ def input_digest(nb: Path, params: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+def run_sweep(plan: str | None, progress: bool = True) -> None:
+    """A plan through the sweep engine (resuming; None: nothing); a failed job stops the series, naming the way out."""
+    if plan is None:
+        return
+    from .sweep import run_plan
+    summary = run_plan(plan, progress=progress)
+    print(summary.line(), flush=True)
+    if summary.failed:
+        raise RuntimeError(f"sweep {plan}: {len(summary.failed)} job(s) failed (their records in {summary.store} "
+                           f"hold the errors); fix them, then `python -m dsda sweep {plan} --retry-failed`")
+
+
 def run_series(profile: str = "cpu", only: Iterable[str] | None = None, force: bool = False,
-               out_dir: Path | None = None, progress: bool = True, log_output: bool = False) -> list[dict]:
-    """Execute the series with papermill; returns one status row per notebook."""
+               out_dir: Path | None = None, progress: bool = True, log_output: bool = False,
+               sweep: str | None = None) -> list[dict]:
+    """Execute the series with papermill; returns one status row per notebook.
+
+    sweep: a plan (plans/<name>.yaml) to run through the sweep engine first, into results/store/<plan>
+    (resuming; `make reproduce SWEEP=cpu-quick`). Off by default until the notebooks read the store."""
     import papermill as pm
     from .profiles import PROFILES
     check_choice("profile", profile, PROFILES)
+    run_sweep(sweep, progress)   # before the notebooks: later they read the store
     out_dir = Path(out_dir) if out_dir else output_root() / "runs" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"

@@ -1,0 +1,82 @@
+"""`python -m dsda sweep verify PLAN --sample K`: rerun K random finished results and compare their metrics.
+
+The reruns happen in this process, one after the other, each with the threads, seed and device its record
+says (tasks.job_environment), with what it needs recomputed on the way (the shared synthetic set; models come
+from the checkpoint directory). A stored metric must come back exactly, bit for bit: float equality, NaN equal
+to NaN. The draw of the K records is seeded (`seed`), so an audit can be repeated. Nothing is written to the
+store.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+from .engine import checkpoint_present, prepare, run_serial
+from .jobs import closure
+
+
+def same(a: Any, b: Any) -> bool:
+    """Exact equality of metric values as the store keeps them (lists elementwise; NaN equals NaN)."""
+    from .store import _number
+    a, b = _number(a), _number(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def as_stored(obj: Any) -> Any:
+    """What a value becomes in a record (JSON through dsda.utils.to_jsonable), so both sides compare alike."""
+    from ..utils import to_jsonable
+    return json.loads(json.dumps(to_jsonable(obj)))
+
+
+def differences(stored: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    keys = sorted(set(stored) | set(fresh))
+    return [f"{k}: stored {stored.get(k)!r}, rerun {fresh.get(k)!r}" for k in keys
+            if k not in stored or k not in fresh or not same(stored[k], fresh[k])]
+
+
+def _rerun(graph: list, key: str) -> dict[str, Any]:
+    """The result `key` recomputed in this process (with the jobs it needs), not stored."""
+    got: dict[str, dict] = {}
+    run_serial(closure(graph, [key], skip=checkpoint_present), lambda rec: got.__setitem__(rec["key"], rec))
+    return got[key]
+
+
+def check_one(graph: list, stored: dict[str, Any]) -> dict[str, Any]:
+    """One stored result rerun and compared: key, label, task, seed, ok, differences."""
+    row = {k: stored.get(k) for k in ("key", "label", "task", "seed")}
+    if stored["key"] not in {j.key for j in graph if j.kind == "result"}:
+        return {**row, "ok": False,
+                "differences": ["not a job of the plan as it reads now (plan, recipe, config or version changed)"]}
+    fresh = _rerun(graph, stored["key"])
+    diff = [f"the rerun failed: {fresh.get('error')}"] if fresh["status"] != "ok" else \
+        differences(stored.get("metrics") or {}, as_stored(fresh.get("metrics") or {}))
+    return {**row, "ok": not diff, "differences": diff}
+
+
+def verify(plan: Any, sample: int, seed: int = 0, store: str | None = None, progress: bool = True) -> list[dict]:
+    """Rerun `sample` random ok results of the plan's store; one row per result (see `check_one`)."""
+    from ..checks import check_positive
+    check_positive("sample", sample)
+    p, st, graph = prepare(plan, store)
+    finished = sorted(r["key"] for r in st.records() if r["kind"] == "result" and r["status"] == "ok")
+    if not finished:
+        raise ValueError(f"plan {p.name!r}: the store {st.root} holds no finished result to verify")
+    graphs = {p.threads: graph}          # a store made with --threads T: its jobs are the plan's at T threads
+    rows = []
+    for key in random.Random(seed).sample(finished, min(sample, len(finished))):
+        stored = st.read(key)
+        t = int(stored.get("threads") or p.threads)
+        if t not in graphs:
+            graphs[t] = prepare(p, store, threads=t)[2]
+        rows.append(r := check_one(graphs[t], stored))
+        if progress:
+            print(f"[dsda] verify {key} {r['label']} forget {r['task']} seed {r['seed']}: "
+                  + ("metrics reproduced exactly" if r["ok"] else "MISMATCH\n    " + "\n    ".join(r["differences"])),
+                  flush=True)
+    return rows

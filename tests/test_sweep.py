@@ -1,0 +1,249 @@
+"""The sweep engine (dsda/sweep, issue 16), on the smoke profile.
+
+One LocalCluster with two worker processes serves the module. Real smoke jobs go through it end to end; the
+same plan run serially in this process must give bitwise-identical metrics; an interrupted client resumes
+without rerunning a finished job; a worker killed mid-job (a probe job of the same engine) does not stop the
+plan and leaves nothing half-written; a bad plan fails before any job starts, naming the entry.
+"""
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import dsda.results
+from dsda.sweep import PlanError, load_plan, run_jobs, run_plan
+from dsda.sweep.cluster import thread_env
+from dsda.sweep.engine import plan_jobs
+from dsda.sweep.estimate import report
+from dsda.sweep.jobs import build_graph, make_job
+from dsda.sweep.plan import available_plans
+from dsda.sweep.store import Store
+from dsda.sweep.verify import verify
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_RESULTS = load_plan("smoke").count()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                     silence_logs=logging.ERROR, env=thread_env(1))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    return tmp_path_factory.mktemp("stores")
+
+
+@pytest.fixture(scope="module")
+def smoke_dask(cluster, stores):
+    """The smoke plan, uninterrupted, on the two workers."""
+    summary = run_plan("smoke", store=str(stores / "dask"), scheduler=cluster.scheduler_address, progress=False)
+    return Store(stores / "dask"), summary
+
+
+def metrics_by_key(store: Store) -> dict:
+    return {r["key"]: json.dumps(r["metrics"]) for r in store.records() if r["kind"] == "result"}
+
+
+def no_partial_files(store: Store) -> bool:
+    return not list(store.root.rglob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- real smoke jobs
+
+def test_smoke_plan_end_to_end_on_two_workers(smoke_dask, cluster):
+    store, summary = smoke_dask
+    assert summary.failed == []
+    records = [r for r in store.records() if r["kind"] == "result"]
+    assert len(records) == SMOKE_RESULTS == 24 and all(r["status"] == "ok" for r in records)
+    workers = {r["worker"] for r in records}
+    assert workers == set(cluster.scheduler_info["workers"]) and len(workers) == 2   # both processes worked
+    r = next(r for r in records if r["method"] == "dsda")
+    for field in ("metrics", "ET_s", "config", "recipe", "versions", "commit", "worker", "wall_s", "spec"):
+        assert r.get(field) is not None, field
+    assert r["report"]["synthesis_shared"] is True and r["recipe"] == "smoke"
+    sets = {(x["seed"], x["synthetic_set"]) for x in records if x["method"] in ("dsda", "dsda_kd_head")}
+    assert len(sets) == 2 and {s for s, _ in sets} == {0, 1}    # one set per seed, shared by both DSDA methods
+    df = dsda.results.load("smoke", store=store.root)
+    assert store.table_path.is_file() and len(df) == 24
+    assert set(df.label) == {"original", "retrain", "dsda", "dsda_kd_head", "neggrad", "lau"}
+    assert df[df.label == "retrain"].A_f.eq(0).all() and df.A_r.between(0, 100).all()
+    again = run_plan("smoke", store=str(store.root), scheduler=cluster.scheduler_address, progress=False)
+    assert again.ran == [] and again.finished_before == 24        # resume: nothing runs twice
+
+
+def test_serial_and_two_workers_give_bitwise_identical_metrics(smoke_dask, stores):
+    summary = run_plan("smoke", store=str(stores / "serial"), serial=True, progress=False)
+    assert summary.failed == []
+    serial, parallel = metrics_by_key(Store(stores / "serial")), metrics_by_key(smoke_dask[0])
+    assert serial.keys() == parallel.keys() and len(serial) == 24
+    assert {k for k in serial if serial[k] != parallel[k]} == set()
+
+
+def test_interrupted_client_resumes_without_rerunning(smoke_dask, cluster, stores):
+    store = Store(stores / "interrupted")
+    seen = []
+
+    def stop_after_six(rec):
+        seen.append(rec["key"])
+        if len(seen) == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_plan("smoke", store=str(store.root), scheduler=cluster.scheduler_address, progress=False,
+                 on_record=stop_after_six)
+    assert sorted(store.keys()) == sorted(seen) and no_partial_files(store)
+    stamps = {k: store.path(k).stat().st_mtime_ns for k in store.keys()}
+    resumed = run_plan("smoke", store=str(store.root), scheduler=cluster.scheduler_address, progress=False)
+    assert not set(resumed.ran) & set(seen) and resumed.failed == []
+    assert {k: store.path(k).stat().st_mtime_ns for k in stamps} == stamps          # never rewritten
+    assert metrics_by_key(store) == metrics_by_key(smoke_dask[0])                   # = the uninterrupted table
+    cols = ["key", "label", "task", "seed", "A_f", "A_r", "MIA"]
+    a = dsda.results.load("smoke", store=store.root)[cols].sort_values("key").reset_index(drop=True)
+    b = dsda.results.load("smoke", store=smoke_dask[0].root)[cols].sort_values("key").reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_failed_job_is_recorded_and_only_it_retried(tmp_path, monkeypatch):
+    from dsda.sweep import tasks
+    plan = tmp_path / "tiny.yaml"
+    plan.write_text("profile: smoke\nseeds: [0]\ntasks: [3]\nmethods:\n  - method: original\n  - method: lau\n")
+    real = tasks.run_method_job
+
+    def broken(job, **kw):
+        if job.args["method"] == "lau":
+            raise RuntimeError("injected failure")
+        return real(job, **kw)
+
+    monkeypatch.setattr(tasks, "run_method_job", broken)
+    first = run_plan(str(plan), store=str(tmp_path / "st"), serial=True, progress=False)
+    store = Store(tmp_path / "st")
+    failed = [r for r in store.records() if r["status"] == "failed"]
+    assert len(first.failed) == 1 and [r["label"] for r in failed] == ["lau"]
+    assert "injected failure" in failed[0]["error"] and "RuntimeError" in failed[0]["traceback"]
+    assert run_plan(str(plan), store=str(tmp_path / "st"), serial=True, progress=False).ran == []   # resume
+    monkeypatch.setattr(tasks, "run_method_job", real)
+    retry = run_plan(str(plan), store=str(tmp_path / "st"), serial=True, progress=False, retry_failed=True)
+    assert retry.ran == [failed[0]["key"]] and retry.failed == []
+    assert all(r["status"] == "ok" for r in store.records())
+
+
+def test_a_sweep_removes_partial_writes_and_load_names_a_missing_store(tmp_path):
+    store = Store(tmp_path / "st")
+    store.records_dir.mkdir(parents=True)
+    partial = store.records_dir / ".0123abcd.json.x1y2z3.tmp"   # what an interrupted atomic write leaves
+    partial.write_text('{"key": "0123')
+    run_jobs([], store, progress=False)
+    assert not partial.exists() and store.keys() == []
+    with pytest.raises(ValueError, match="no results store"):
+        dsda.results.load("smoke", store=tmp_path / "none")
+
+
+def test_dry_run_estimates_from_the_stores_timings(smoke_dask, stores, capsys):
+    plan, store, jobs = plan_jobs("smoke", store=str(stores / "fresh"))
+    out = report(jobs, store, workers=2)
+    assert out["results"] == 24 and out["jobs"] == 26                # the results and the two synthetic sets
+    assert out["unknown"] == 0 and out["total_s"] > 0                # all from the sibling stores' timings
+    assert "dsda_kd_head" in capsys.readouterr().out
+
+
+def test_verify_reproduces_and_catches_a_tampered_metric(smoke_dask, stores):
+    assert all(r["ok"] for r in verify("smoke", 2, store=str(smoke_dask[0].root), progress=False))
+    tampered = Store(shutil.copytree(smoke_dask[0].root, stores / "tampered"))
+    for r in tampered.records():
+        if r["kind"] == "result":
+            r["metrics"]["A_r"] += 1e-9
+            tampered.write(r)
+    rows = verify("smoke", 1, store=str(tampered.root), progress=False)
+    assert not rows[0]["ok"] and rows[0]["differences"][0].startswith("A_r:")
+
+
+# ----------------------------------------------------------------------------- plans
+
+def _plan_file(tmp_path, body: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text("profile: smoke\nseeds: [0]\ntasks: [3]\n" + body)
+    return str(path)
+
+
+@pytest.mark.parametrize("body, named", [
+    ("methods:\n  - method: lau\n  - method: nope\n", "methods[1] ('nope')"),
+    ("methods:\n  - method: dsda\n    recipe: fast\n", "recipe='fast'"),
+    ("methods:\n  - method: lau\n    recipe: smoke\n", "has no recipes"),
+    ("methods:\n  - method: lau\n    tasks: [3, 12]\n", "methods[0] ('lau').tasks[1]"),
+    ("methods:\n  - method: lau\n    seeds: [0, -1]\n", "methods[0] ('lau').seeds[1]"),
+    ("methods:\n  - method: neggrad\n    options: {speed: 3}\n", "unknown option(s) ['speed']"),
+])
+def test_bad_plan_fails_before_any_job_naming_the_entry(tmp_path, body, named):
+    with pytest.raises(PlanError, match=None) as err:
+        run_plan(_plan_file(tmp_path, body), store=str(tmp_path / "st"), serial=True, progress=False)
+    assert named in str(err.value) and "plan 'bad'" in str(err.value)
+    assert not (tmp_path / "st").exists()
+
+
+def test_every_shipped_plan_reads_and_builds(capsys):
+    assert {"smoke", "cpu-quick", "cpu-full"} <= set(available_plans())
+    for name in available_plans():
+        graph = build_graph(load_plan(name))
+        assert sum(j.kind == "result" for j in graph) == load_plan(name).count()
+
+
+def test_cli_names_an_unknown_plan():
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "dsda", "sweep", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "plan='nope'" in out.stderr and "smoke" in out.stderr
+
+
+# ----------------------------------------------------------------------------- a worker dies mid-job
+
+def probe(job):
+    """A job of the same engine that announces itself (its process id) and takes a while."""
+    Path(job.args["marker_dir"], f"{job.key}.{os.getpid()}").write_text("")
+    time.sleep(job.args["sleep"])
+    return {"value": job.args["i"]}, None
+
+
+def test_killed_worker_does_not_stop_the_plan(cluster, tmp_path):
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers need not import this file
+    try:
+        _kill_one_worker(cluster, tmp_path)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _kill_one_worker(cluster, tmp_path):
+    (tmp_path / "markers").mkdir()
+    jobs = [make_job("probe", {"i": i}, {"i": i, "sleep": 2.0, "marker_dir": str(tmp_path / "markers")}, probe)
+            for i in range(4)]
+    killed = {}
+
+    def kill_first_started():
+        while not killed:
+            found = list((tmp_path / "markers").iterdir())
+            if found:
+                key, pid = found[0].name.split(".")
+                killed.update(key=key, pid=int(pid))
+                os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_started, daemon=True)
+    killer.start()
+    store = Store(tmp_path / "st")
+    summary = run_jobs(jobs, store, scheduler=cluster.scheduler_address, progress=False)
+    killer.join(timeout=30)
+    records = {r["key"]: r for r in store.records()}
+    assert summary.failed == [] and len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+    assert records[killed["key"]]["pid"] != killed["pid"]          # rerun by another process
+    assert no_partial_files(store) and all(json.loads(store.path(k).read_text()) for k in records)
