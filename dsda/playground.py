@@ -121,8 +121,9 @@ class Playground:
         self.button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.progress = widgets.IntProgress(value=0, min=0, max=100, description="progress")
         self.status = widgets.Label("press Run")
-        self.grid = widgets.Image(format="png", layout=widgets.Layout(max_width="520px"))
-        self.figure = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
+        # hidden until they hold a picture (an empty image shows as a broken one)
+        self.grid = widgets.Image(format="png", layout=widgets.Layout(max_width="520px", display="none"))
+        self.figure = widgets.Image(format="png", layout=widgets.Layout(max_width="900px", display="none"))
         self.readout = widgets.HTML(self._waiting_note())
         for w, name in ((self.button, "run"), (self.progress, "progress"), (self.status, "status"),
                         (self.grid, "grid"), (self.readout, "readout"), (self.figure, "figure")):
@@ -149,6 +150,7 @@ class Playground:
         }
         for name, w in c.items():
             w.add_class(f"dsda-{name}")
+            w.style.description_width = "90px"    # the labels in full ("images/class", "DAMO recipe")
         return c
 
     def _layout(self) -> widgets.Widget:
@@ -190,7 +192,7 @@ class Playground:
 
     def _on_synthetic(self, forget: list[int]) -> Callable:
         def show(x, y):
-            self.grid.value = png_bytes(sample_grid(x, y, self.info, forget))
+            self.grid.value, self.grid.layout.display = png_bytes(sample_grid(x, y, self.info, forget)), ""
             self.progress.value = PROGRESS["synthesis"]
             self.status.value = "stage 2: DAMO ..."
         return show
@@ -222,7 +224,7 @@ class Playground:
         forget = cfg["forget"]
         summary, fig, model = self.explore(**cfg, on_synthetic=self._on_synthetic(forget),
                                            on_check=self._on_check(cfg["steps"]))
-        self.figure.value = png_bytes(fig)
+        self.figure.value, self.figure.layout.display = png_bytes(fig), ""
         self.progress.value, self.status.value = PROGRESS["damo"], "measuring (dsda.evaluate) ..."
         before, oracle = self._metrics("original", forget), self._metrics("oracle", forget)
         after = evaluate(model, self.profile, forget)
