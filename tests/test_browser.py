@@ -141,6 +141,8 @@ def test_playground_and_book_in_headless_chromium(tmp_path, built_book):
     dsda.original_model("smoke", progress=False)            # the kernel loads both from the cache (seconds to
     dsda.retrain_model("smoke", [3], progress=False)        # train here if missing), so the readout has a gap
     SHOTS.mkdir(parents=True, exist_ok=True)
+    for stale in SHOTS.glob("*"):
+        stale.unlink()
     (tmp_path / "lab").mkdir()
     _playground_copy(tmp_path / "lab")
     _settings(tmp_path / "home")
