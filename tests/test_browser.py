@@ -127,6 +127,7 @@ def _book_pages(driver, html: Path) -> dict:
             _wait(f"{page} loads", lambda: driver.execute_script("return document.readyState") == "complete", 30)
             found[page] = _wait(f"{page}'s images load", lambda: (lambda imgs: imgs if imgs and all(ok for _, ok in imgs)
                                                                    else None)(driver.execute_script(IMAGES)), 30)
+            driver.execute_script("document.images[0].scrollIntoView({block: 'start'});")   # a figure in the shot
             driver.save_screenshot(str(SHOTS / f"0{3 + i}_book_{Path(page).stem}.png"))
     return found
 

@@ -21,8 +21,11 @@
 # `interactive = True` in a running Jupyter to get the controls (`dsda/playground.py` builds them
 # around `explore`). Larger settings take longer. The profile's recipe (`dsda/recipes.py`; cpu:
 # `cpu-kd-head`, 64 images per class, NFE 40, KD head-only DAMO up to 300 steps) takes about 20 s on
-# 2 CPU cores; the readout adds about 10 s per model evaluated (the first one also loads the data set,
-# about 40 s in all on our shared 2 cores; the original's and the retrained model's numbers are kept).
+# 2 CPU cores. The readout evaluates up to three models: in a browser on our 2 cores, shared with other
+# jobs, the first Run on the `cpu` profile (the starting budget, class 3, `sgld`) took 133 s in all, most
+# of it `dsda.evaluate` of the original, the retrained and the unlearned model (the first call also loads
+# the data set); later Runs for the same classes evaluate only the new model (the original's
+# and the retrained model's numbers are kept). On the `smoke` profile a Run takes about 3 s.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
