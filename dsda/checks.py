@@ -144,6 +144,7 @@ NOTEBOOK_FORMS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "flag": (lambda v: isinstance(v, bool), "True or False"),
     "positive_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "nonneg_int": (_nonneg_int, "a non-negative integer"),
+    "positive_number": (lambda v: _number(v) and v > 0, "a positive number"),
     "fraction": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     # lists (papermill's -p and -r cannot pass them)
     "names": (_list_of(lambda x: isinstance(x, str)), "a non-empty list of names such as ['dsda', 'retrain']"),
@@ -159,9 +160,10 @@ LIST_FORMS = ("names", "positive_numbers", "classes", "tasks", "seeds")
 
 def _form(form: Any) -> tuple[Callable[[Any], bool], str, bool, bool]:
     """(test, description, None allowed, a list expected) of a declared form: a name of NOTEBOOK_FORMS or
-    "profile" (with a trailing "?": None allowed too), or a tuple of allowed values."""
-    if isinstance(form, tuple):
-        return (lambda v: v in form), f"one of {', '.join(map(repr, form))}", False, False
+    "profile" (with a trailing "?": None allowed too), or a tuple of allowed values (with None: None too)."""
+    if isinstance(form, tuple):   # None among the values: None is allowed (and named as the default)
+        values = [v for v in form if v is not None]
+        return (lambda v: v in values), f"one of {', '.join(map(repr, values))}", None in form, False
     base = form[:-1] if isinstance(form, str) and form.endswith("?") else form
     if base == "profile":
         from .profiles import PROFILES  # at call time: profiles imports utils, which imports this module

@@ -15,6 +15,9 @@
                                                      run a plan (plans/PLAN.yaml) on Dask into results/store/PLAN
                                                      (resumes: finished jobs never run again)
     sweep verify PLAN --sample K                     rerun K finished results, check the metrics exactly
+    book [--out runs/book]                           the series as a static book (offline), checked for missing
+                                                     figures and broken internal links
+    prepare-browser [--no-apt]                       find or install Chromium and ChromeDriver (browser test)
 
 Errors print one line and exit non-zero (2 for bad input, 1 for an internal error); --debug (before
 or after the command) shows the traceback instead.
@@ -142,6 +145,25 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_book(args: argparse.Namespace) -> int:
+    from .book import make_book
+    index, problems = make_book(Path(args.out) if args.out else None)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"error: the book has {len(problems)} problem(s) (above)", file=sys.stderr)
+        return 1
+    print(f"[dsda] book: {index} (open it, or `python -m http.server -d {index.parent}`)")
+    return 0
+
+
+def cmd_prepare_browser(args: argparse.Namespace) -> int:
+    from .browser import prepare_browser
+    found, reason = prepare_browser(allow_apt=not args.no_apt)
+    print(f"[dsda] browser: {found.chromium} and {found.driver}" if found else f"[dsda] browser: none ({reason})")
+    return 0
+
+
 def _command(sub, name: str, func, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
     _add_debug(p)
@@ -200,6 +222,11 @@ def _add_series(sub) -> None:
     p = _command(sub, "notebooks", cmd_notebooks, "build notebooks from notebooks/src, check drift, refresh golden outputs")
     p.add_argument("action", choices=("build", "check", "golden", "readme"))
     p.add_argument("--only", action="append", default=[], metavar="PREFIX", help="golden: only these notebooks")
+    p = _command(sub, "book", cmd_book, "build the static book of the series (offline) and check it")
+    p.add_argument("--out", default=None, help="output folder (default runs/book; the site is in <out>/html)")
+    p = _command(sub, "prepare-browser", cmd_prepare_browser,
+                 "find or install (apt, as root) Chromium and ChromeDriver for the browser test; never fails")
+    p.add_argument("--no-apt", action="store_true", help="never call apt-get")
 
 
 def _add_sweep(sub) -> None:

@@ -1,4 +1,5 @@
-"""The two dependency lists (pip and conda) must name the same packages with the same lower bounds."""
+"""The two dependency lists (pip, with its test and book extras, and conda) must name the same packages with the
+same lower bounds."""
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ def _split(spec: str) -> tuple[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip = dict(_split(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    pip = dict(_split(s) for s in project["dependencies"] + extras["test"] + extras["book"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
     for spec in env["dependencies"]:

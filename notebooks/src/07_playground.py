@@ -3,19 +3,29 @@
 #
 # **Question.** What do the knobs of DSDA do? Pick the class(es) to forget, the sampler of stage 1
 # (`sgld`: plain Langevin, `heun`: second-order steps, `aegds`: Heun plus momentum, the paper's),
-# its number of score evaluations (NFE), the number of synthetic images per class and the number of
-# DAMO steps. Press **Run**: the notebook synthesises the images, runs DAMO, and shows the
-# images, the energy trace of the sampler and the per-class test accuracy before and after.
+# its number of score evaluations (NFE) and initial step size, the number of synthetic images per
+# class, the number of DAMO steps and the DAMO recipe. Press **Run**: the notebook synthesises the
+# images, runs DAMO, and shows the images, the energy trace of the sampler and the per-class test
+# accuracy before and after.
 #
-# **Evidence.** One function, `explore(forget, sampler, nfe, n_per_class, steps)`, does all the
-# work. Accuracies are measured on a seeded random subset of the test split (`n_eval` images), which
-# is cheap enough to rerun often. `dsda.evaluate` gives the full metrics.
+# **Evidence.** One function, `explore(forget, sampler, nfe, n_per_class, steps, alpha, recipe)`, does
+# all the work. Its figure measures accuracies on a seeded random subset of the test split (`n_eval`
+# images), which is cheap enough to rerun often. With the controls, a readout also gives `dsda.evaluate`'s
+# A_f, A_r and MIA (the whole test split; train-split subsets for the MIA) of the original, the unlearned
+# and the retrained model, and the gap to the retrained model, which is only *loaded*: when none is cached
+# or shipped for the chosen classes (the `cpu` profile ships 3, 0, 7 and 3+5), the readout says so and how
+# to train one, instead of training it for minutes.
 #
 # **Cost.** With `interactive = False` (batch runs: papermill, nbval) the widgets are not shown and
 # one small configuration runs once: about 30 s on 2 cores on the `cpu` profile, one seed. Set
-# `interactive = True` in a running Jupyter to get the controls. Larger settings take longer.
-# The profile's recipe (`dsda/recipes.py`; cpu: `cpu-kd-head`, 64 images per class, NFE 40,
-# KD head-only DAMO up to 300 steps) takes about 20 s on 2 CPU cores.
+# `interactive = True` in a running Jupyter to get the controls (`dsda/playground.py` builds them
+# around `explore`). Larger settings take longer. The profile's recipe (`dsda/recipes.py`; cpu:
+# `cpu-kd-head`, 64 images per class, NFE 40, KD head-only DAMO up to 300 steps) takes about 20 s on
+# 2 CPU cores. The readout evaluates up to three models: in a browser on our 2 cores, shared with other
+# jobs, the first Run on the `cpu` profile (the starting budget, class 3, `sgld`) took 133 s in all, most
+# of it `dsda.evaluate` of the original, the retrained and the unlearned model (the first call also loads
+# the data set); later Runs for the same classes evaluate only the new model (the original's
+# and the retrained model's numbers are kept). On the `smoke` profile a Run takes about 3 s.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
@@ -27,6 +37,8 @@ device = "auto"            # auto | cpu | cuda | mps
 threads = 2                # torch CPU threads (results depend on it on CPU)
 interactive = False        # True: show the widgets (needs a Jupyter front end)
 sampler = "aegds"          # sgld | heun | aegds: the starting configuration
+alpha = None               # the sampler's initial step size (None: its measured default, dsda/sampler.py)
+recipe = None              # the DAMO recipe (None: the profile's, cpu: cpu-kd-head; dsda/recipes.py)
 nfe = None                 # score evaluations per synthetic image (None: the profile's budget)
 n_per_class = None         # synthetic images per class (None: the profile's budget)
 steps = None               # maximum DAMO steps (None: the profile's budget)
@@ -44,6 +56,8 @@ from dsda import report
 from dsda.checks import check_notebook_params
 from dsda.data import dataset_info
 from dsda.metrics import per_class_accuracy
+from dsda.playground import Playground, show_image
+from dsda.recipes import RECIPES
 from dsda.sampler import SAMPLERS
 # Import the function itself: once the module dsda.unlearn is imported, the name `dsda.unlearn`
 # refers to that module, not to the function.
@@ -53,7 +67,7 @@ from dsda.unlearn import synthetic_set, unlearn
 check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="classes?",
                       seeds="seeds?", device="device", threads="positive_int?", interactive="flag",
                       sampler=SAMPLERS, nfe="positive_int?", n_per_class="positive_int?", steps="positive_int?",
-                      n_eval="nonneg_int?")
+                      n_eval="nonneg_int?", alpha="positive_number?", recipe=(None, *RECIPES))
 P = report.notebook_profile(profile, dataset, model, device)
 info = dataset_info(P.dataset)
 forget = list(forget_classes or P.forget_classes)
@@ -64,7 +78,8 @@ for key, value in {"nfe": nfe, "n_per_class": n_per_class, "steps": steps, "n_ev
     if value is not None:
         B[key] = value
 run = report.start("07_playground", profile, dict(dataset=P.dataset, model=P.model, forget=forget, seed=seed,
-                                                  sampler=sampler, interactive=interactive, **B), device, threads)
+                                                  sampler=sampler, alpha=alpha, recipe=recipe,
+                                                  interactive=interactive, **B), device, threads)
 
 original = dsda.original_model(P, seed=seed, progress=False).eval()
 test = dsda.load_dataset(P.dataset, "test")
@@ -84,28 +99,23 @@ print(f"original model: {np.nanmean(acc_before):.1f} % mean per-class accuracy o
 # 2. **DAMO** (inside `dsda.unlearn`): at most `steps` fine-tuning steps. It stops earlier once the
 #    synthetic forget images are no longer predicted as a forget class.
 #
-# Everything else (learning rate, batch sizes, stopping rule) is the profile's default.
+# Everything else (learning rate, batch sizes, stopping rule) is the recipe's (`recipe = None`: the
+# profile's). `on_synthetic(x, y)` and `on_check(step)` let the controls draw the images as soon as
+# stage 1 ends and move the progress bar at each DAMO check; the batch run passes neither.
 
 # %%
-def show_image(ax, x):
-    mean = torch.tensor(info.mean).view(-1, 1, 1)
-    std = torch.tensor(info.std).view(-1, 1, 1)
-    img = (x.cpu() * std + mean).clamp(0, 1)
-    if img.shape[0] == 1:
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(img.permute(1, 2, 0))
-    ax.set_xticks([]), ax.set_yticks([])
-
-
-def explore(forget, sampler, nfe, n_per_class, steps):
-    """Synthesise, unlearn `forget`, and return (summary, figure)."""
+def explore(forget, sampler, nfe, n_per_class, steps, alpha=None, recipe=None, on_synthetic=None, on_check=None):
+    """Synthesise, unlearn `forget`, and return (summary, figure, unlearned model)."""
     forget = sorted(int(c) for c in forget)
     classes = list(range(info.num_classes))
-    stage1 = dict(sampler=sampler, nfe=nfe, n_per_class=n_per_class)
-    syn = synthetic_set(original, P, seed=seed, diag_every=1, **stage1)      # stage 1, with a full energy trace
+    stage1 = dict(sampler=sampler, nfe=nfe, n_per_class=n_per_class, **({} if alpha is None else {"alpha": alpha}))
+    syn = synthetic_set(original, P, seed=seed, recipe=recipe, diag_every=1, **stage1)   # stage 1, full energy trace
     x, y, diag = syn
-    unlearned, rep = unlearn(original, forget, profile=P, seed=seed, synthetic=syn, max_steps=steps, **stage1)
+    if on_synthetic is not None:
+        on_synthetic(x, y)
+    callback = None if on_check is None else (lambda step, _model: on_check(step))
+    unlearned, rep = unlearn(original, forget, profile=P, seed=seed, recipe=recipe, synthetic=syn, max_steps=steps,
+                             callback=callback, **stage1)
     acc_after = per_class_accuracy(unlearned, test.y, test.x, num_classes=info.num_classes)
     retain = [c for c in classes if c not in forget]
     summary = {
@@ -129,7 +139,7 @@ def explore(forget, sampler, nfe, n_per_class, steps):
         xc = x[y == c][:n_show]
         for j in range(n_show):
             ax = fig.add_subplot(sub[j, c])
-            show_image(ax, xc[j])
+            show_image(ax, xc[j], info)
             if j == 0:
                 ax.set_title(info.class_names[c][:8], fontsize=8, color="tab:red" if c in forget else "k")
     fig.text(0.3, 0.92, f"(a) synthetic images ({sampler}, NFE {nfe}); forget class(es) in red",
@@ -155,48 +165,25 @@ def explore(forget, sampler, nfe, n_per_class, steps):
     ax.set_title(f"(c) per-class accuracy: A_f {summary['A_f_before']:.1f} -> {summary['A_f']:.1f} %, "
                  f"A_r {summary['A_r_before']:.1f} -> {summary['A_r']:.1f} % "
                  f"({rep['steps']} DAMO steps, stop: {rep['stop_reason']})")
-    return summary, fig
+    return summary, fig, unlearned
 
 
 # %% [markdown]
 # ## Run it
 #
-# With `interactive = True` the controls below run `explore` when you press **Run**. In batch mode
-# the default configuration from the parameters cell runs once.
+# With `interactive = True` the controls below run `explore` when you press **Run**: the progress bar
+# follows stage 1 and the DAMO checks, the grid shows four synthetic images per class as soon as
+# stage 1 ends, then the figure and the readout (A_f, A_r, MIA of the original, the unlearned and the
+# retrained model, and the gap to the retrained one). Changing the sampler resets the step size to
+# that sampler's measured default. In batch mode the default configuration from the parameters cell
+# runs once.
 
 # %%
 if interactive:
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    controls = {
-        "forget": widgets.SelectMultiple(options=[(n, i) for i, n in enumerate(info.class_names)],
-                                         value=tuple(forget), description="forget", rows=5),
-        "sampler": widgets.Dropdown(options=["sgld", "heun", "aegds"], value=sampler, description="sampler"),
-        "nfe": widgets.IntSlider(value=B["nfe"], min=4, max=200, step=2, description="NFE"),
-        "n_per_class": widgets.IntSlider(value=B["n_per_class"], min=4, max=256, step=4, description="images/class"),
-        "steps": widgets.IntSlider(value=B["steps"], min=10, max=1000, step=10, description="DAMO steps"),
-    }
-    button, out = widgets.Button(description="Run", button_style="primary"), widgets.Output()
-
-    def on_click(_):
-        with out:
-            out.clear_output(wait=True)
-            if not controls["forget"].value:
-                print("pick at least one class to forget")
-                return
-            print("running ...")
-            s, fig = explore(**{k: w.value for k, w in controls.items()})
-            out.clear_output(wait=True)
-            display(fig)
-            plt.close(fig)
-            print(f"A_f {s['A_f']:.1f} %, A_r {s['A_r']:.1f} %, synthesis {s['time_s']['synthesis']:.1f} s, "
-                  f"DAMO {s['time_s']['optimisation']:.1f} s")
-
-    button.on_click(on_click)
-    display(widgets.VBox([*controls.values(), button, out]))
+    panel = Playground(explore, P, info, original, forget, sampler, B, seed=seed, alpha=alpha, recipe=recipe)
+    display(panel.widget)
 else:
-    result, fig = explore(forget, sampler, B["nfe"], B["n_per_class"], B["steps"])
+    result, fig, _ = explore(forget, sampler, B["nfe"], B["n_per_class"], B["steps"], alpha, recipe)
     run.figure(fig, "default_run")
 
 # %%
