@@ -28,7 +28,9 @@ REGISTERED = {
 # Study specs whose re-run has not finished yet, with what to run; their record must then be absent (a complete
 # record has to be registered above instead). cpu-ce-all's committed evidence is cpu_heldout (it chose B too).
 UNFINISHED = {"cpu_previous": "python benchmarks/tune_damo.py --study benchmarks/studies/cpu_previous.json "
-                              "(11 of 24 variants ran in the session that wrote the spec)"}
+                              "(11 of 24 variants ran in the session that wrote the spec)",
+              "cpu_retrain_like": "python benchmarks/tune_damo.py --study benchmarks/studies/cpu_retrain_like.json "
+                                  "(running)"}
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "results" / "tuning"
