@@ -5,6 +5,8 @@
     python benchmarks/tune_damo.py '[3, 5]' '[{"disc": false, "lr": 5e-5, "patience": 1, "forget_bound": 2.0}]' 64
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 5e-5}]' 64 --trace
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 1e-3}]' --name my_try   # also writes my_try.json
+    python benchmarks/tune_damo.py '[3]' '[{"forget_loss": "kd_retain"}]' --reference      # also vs the retrained model
+    python benchmarks/tune_damo.py --choose benchmarks/studies/cpu_retrain_like.json     # the spec's choice -> record
 
 One AEGDS set (n_per_class images of every class, nfe 40, seed 0) from the cpu original model, then DAMO with
 each variant (DamoConfig fields, over DamoConfig's defaults) on a copy, for every task (list of forget classes)
@@ -180,4 +182,7 @@ def main(spec, n_per_class=64, trace=False, save=True):
 
 
 if __name__ == "__main__":
-    main(*parse(sys.argv[1:]))
+    if sys.argv[1:2] == ["--choose"]:   # a study whose rule picks from the scores: the spec's choice into its record
+        print(f"wrote the choice into {tuning.record_choice(tuning.load_spec(sys.argv[2]))}")
+    else:
+        main(*parse(sys.argv[1:]))

@@ -212,6 +212,23 @@ def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[st
     atomic_write_json(partial_path(path), record)
 
 
+def record_choice(spec: dict[str, Any]) -> Path:
+    """Write the spec's `chosen` into its complete record, for a study whose rule picks the variant from the
+    scores (the rule is in its purpose): the scores stay as the run wrote them, `chosen_after_run` says when
+    and by which command the choice was added."""
+    spec = check_spec(spec)
+    path = record_path(spec["name"])
+    record = json.loads(path.read_text())
+    if not record.get("complete") or [v["name"] for v in record["variants"]] != [v["name"] for v in spec["variants"]]:
+        raise ValueError(f"{path} is not a complete record of the study {spec['name']!r}: run the study first")
+    if not spec.get("chosen"):
+        raise ValueError(f"the spec of {spec['name']!r} names no chosen variant")
+    record["chosen"] = spec["chosen"]
+    record["chosen_after_run"] = {"command": command_line(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(path, record)
+    return path
+
+
 def partial_path(path: Path) -> Path:
     """Where a running study keeps its progress, so an earlier complete record at `path` survives until the end."""
     return path.with_name(path.name + ".partial")
@@ -336,6 +353,9 @@ def render_study(rec: dict[str, Any]) -> str:
     if chosen:
         why = chosen.get("why", "")
         parts.append(f"Chosen: **{chosen['variant']}**, registered as {chosen['recipe']}. {why[:1].upper()}{why[1:]}")
+        if rec.get("chosen_after_run"):
+            parts.append(f"The choice was written into the record after the run, by the rule the purpose states "
+                         f"(`{rec['chosen_after_run']['command']}`); the scores are the run's.")
     parts += [rec.get("note", ""), _differences(rec)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 
