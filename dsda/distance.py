@@ -107,11 +107,16 @@ def prediction_distribution(probs: Any, num_classes: int | None = None) -> list[
 # ----------------------------------------------------------------------------- over / under forgetting
 
 def binomial_se(p_percent: float, n: int) -> float:
-    """Standard error (points) of a percentage measured on n independent images, with p clipped to
-    [1/n, 1 - 1/n] so a reference at exactly 0 % or 100 % still has a tolerance of about one image."""
+    """Standard error (points) of a percentage p measured on n independent images: 100 sqrt(p (1 - p) / n)."""
     check_positive("n", n)
-    p = min(max(p_percent / 100.0, 1.0 / n), 1.0 - 1.0 / n)
+    p = min(max(p_percent / 100.0, 0.0), 1.0)
     return 100.0 * math.sqrt(p * (1.0 - p) / n)
+
+
+def default_tolerance(p_percent: float, n: int) -> float:
+    """One binomial standard error of the reference's value, but at least one image (100 / n points): at 0 % or
+    100 % the standard error is 0, and a difference of a single image is no evidence either way."""
+    return max(binomial_se(p_percent, n), 100.0 / n)
 
 
 def forgetting_flag(metrics: Mapping[str, Any], reference: Mapping[str, Any], n_forget_train: int,
@@ -121,13 +126,14 @@ def forgetting_flag(metrics: Mapping[str, Any], reference: Mapping[str, Any], n_
     over-forgotten, whatever its MIA).
 
     tolerance: the reference's own spread across seeds in points (one value for both numbers), when
-    known; None = one binomial standard error (`binomial_se`) of the reference's value, MIA on the
-    `n_forget_train` images it is measured on, A_f on the `n_forget_test` images.
+    known; None = `default_tolerance` of the reference's value (one binomial standard error, at least one
+    image), MIA on the `n_forget_train` images it is measured on, A_f on the `n_forget_test` images.
     """
     mia, mia_ref = _metric("metrics", metrics, "MIA"), _metric("reference", reference, "MIA")
     a_f, a_f_ref = _metric("metrics", metrics, "A_f"), _metric("reference", reference, "A_f")
     if tolerance is None:
-        tol_mia, tol_af, source = binomial_se(mia_ref, n_forget_train), binomial_se(a_f_ref, n_forget_test), "1 SE"
+        tol_mia, tol_af = default_tolerance(mia_ref, n_forget_train), default_tolerance(a_f_ref, n_forget_test)
+        source = "1 SE, at least 1 image"
     else:
         if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
             raise ValueError(f"tolerance must be a finite number >= 0 (points) or None, got {tolerance!r}")

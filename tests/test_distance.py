@@ -67,9 +67,12 @@ def test_gaps_average_gap_and_tow_on_hand_values():
 
 # ----------------------------------------------------------------------------- over / under forgetting
 
-def test_binomial_se():
-    assert D.binomial_se(50.0, 100) == pytest.approx(5.0)
-    assert D.binomial_se(0.0, 100) == pytest.approx(100 * math.sqrt(0.01 * 0.99 / 100))   # clipped to 1/n
+def test_binomial_se_and_the_default_tolerance():
+    assert D.binomial_se(50.0, 100) == pytest.approx(5.0) and D.binomial_se(0.0, 100) == 0.0
+    assert D.default_tolerance(50.0, 100) == pytest.approx(5.0)
+    assert D.default_tolerance(0.0, 1000) == pytest.approx(0.1)          # at least one image of 1000
+    flag = lambda a_f: D.forgetting_flag({**BASE, "A_f": a_f}, {**BASE, "A_f": 0.0}, 1000, 1000)["forgetting"]  # noqa
+    assert flag(0.1) == "matched" and flag(0.2) == "under"              # one image more is no evidence; two are
 
 
 @pytest.mark.parametrize("mia, a_f, tolerance, label", [
@@ -85,7 +88,7 @@ def test_forgetting_flag_both_ways(mia, a_f, tolerance, label):
     out = D.forgetting_flag({**BASE, "MIA": mia, "A_f": a_f}, BASE, n_forget_train=1000, n_forget_test=1000,
                             tolerance=tolerance)
     assert out["forgetting"] == label
-    assert ("seed spread" if tolerance is not None else "1 SE") in out["forgetting_rule"]
+    assert ("seed spread" if tolerance is not None else "1 SE, at least 1 image") in out["forgetting_rule"]
 
 
 def test_forgetting_flag_bad_tolerance():
