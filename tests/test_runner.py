@@ -440,6 +440,12 @@ def test_parse_set_values():
             parse_set_options(bad)
 
 
+def test_cli_run_reference_flag():
+    from dsda.cli import build_parser
+    parse = lambda *a: build_parser().parse_args(["run", "--method", "original", "--out", "x.json", *a])  # noqa: E731
+    assert parse().no_reference is False and parse("--no-reference").no_reference is True
+
+
 def test_cli_run_writes_the_record(cache, original_smoke, tmp_path):
     out = tmp_path / "sub" / "result.json"
     p = _cli(["run", "--method", "neggrad", "--profile", "smoke", "--forget", "3", "--seed", "0", "--out", str(out),
@@ -451,7 +457,8 @@ def test_cli_run_writes_the_record(cache, original_smoke, tmp_path):
     assert set(rec["metrics"]) >= {"A_f", "A_r", "MIA"} and rec["ET_s"] > 0
     assert "torch" in rec["provenance"]["versions"] and rec["provenance"]["git_commit"]
     summary = [line for line in p.stdout.splitlines() if line.startswith("[dsda] neggrad")]
-    assert len(summary) == 1 and "A_f" in summary[0] and str(out) in summary[0]
+    assert len(summary) == 1 and "A_f" in summary[0] and str(out) in summary[0] and "vs retrain" in summary[0]
+    assert rec["reference_model"]["model"] == "retrain" and "gap_MIA" in rec["metrics"]
     assert not list(out.parent.glob("*.tmp"))
 
 
