@@ -5,6 +5,8 @@
     python benchmarks/tune_damo.py '[3, 5]' '[{"disc": false, "lr": 5e-5, "patience": 1, "forget_bound": 2.0}]' 64
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 5e-5}]' 64 --trace
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 1e-3}]' --name my_try   # also writes my_try.json
+    python benchmarks/tune_damo.py '[3]' '[{"forget_loss": "kd_retain"}]' --reference      # also vs the retrained model
+    python benchmarks/tune_damo.py --choose benchmarks/studies/cpu_retrain_like.json     # the spec's choice -> record
 
 One AEGDS set (n_per_class images of every class, nfe 40, seed 0) from the cpu original model, then DAMO with
 each variant (DamoConfig fields, over DamoConfig's defaults) on a copy, for every task (list of forget classes)
@@ -12,7 +14,10 @@ the variant names. A variant may name `n_per_class` (a separate AEGDS set, seed 
 `s_extra_synth`). The held-out synthetic check set (`n_check_per_class`) was removed from DAMO when the core
 was restructured (issue 12: no recipe used it); the study `cpu_heldout` that measured it is kept as a record
 (results/tuning/cpu_heldout.json, written at the commit it names) and can no longer be re-run. Scored on
-dsda.tuning.VALIDATION: a seeded 6,000-image subset of the TRAIN split, never the test split.
+dsda.tuning.VALIDATION: a seeded 6,000-image subset of the TRAIN split, never the test split. A spec with
+`"reference": "retrain"` (or `--reference` on the positional form) also scores every variant against the shipped
+retrained model of its task on the same images (dsda.tuning.distance_scores: entropy, KS, JS on the forget-class
+images); the retrained models' own scores go to the record's `reference_scores`.
 
 A study spec (see dsda/tuning.py) names the tasks, the variants and the chosen one; the positional form is one
 task and unnamed variants, and writes a file only with `--name`. Prints one JSON line per variant and task;
@@ -43,14 +48,15 @@ UNUSED_CONFIG = ("device", "progress")              # DamoConfig fields that do 
 
 def parse(argv):
     """(spec, n_per_class, trace, save) from the command line; errors before any work."""
-    trace = "--trace" in argv
-    spec, name, args = tuning.parse_cli([a for a in argv if a != "--trace"])
+    trace, reference = "--trace" in argv, "--reference" in argv
+    spec, name, args = tuning.parse_cli([a for a in argv if a not in ("--trace", "--reference")])
     if spec is not None:
         return spec, 64, trace, True
     if len(args) not in (2, 3):
         raise SystemExit(__doc__)
     variants = [{"name": tuning.settings_label(v), "settings": v} for v in json.loads(args[1])]
-    spec = tuning.check_spec({"name": name or "adhoc", "tasks": [json.loads(args[0])], "variants": variants})
+    spec = tuning.check_spec({"name": name or "adhoc", "tasks": [json.loads(args[0])], "variants": variants,
+                              **({"reference": "retrain"} if reference else {})})
     return spec, int(args[2]) if len(args) > 2 else 64, trace, name is not None
 
 
@@ -93,12 +99,29 @@ def synthesiser(orig, record):
     return synth
 
 
-def scorer(vx, vy):
-    def acc(m, forget):
+def scorer(vx, vy, oracles=None):
+    """acc(model, forget) -> validation scores; with `oracles` (task label -> retrained model) also the distance
+    to the task's retrained model on the same images (tuning.distance_scores)."""
+    def probs(m):
         with torch.no_grad():
-            p = torch.cat([m(vx[i:i + 2000]).argmax(1) for i in range(0, len(vx), 2000)])
-        return tuning.scores(p, vy, forget)
+            return torch.cat([torch.softmax(m(vx[i:i + 2000]), 1) for i in range(0, len(vx), 2000)])
+
+    def acc(m, forget):
+        p = probs(m)
+        out = tuning.scores(p.argmax(1), vy, forget)
+        if oracles:
+            out.update(tuning.distance_scores(p, probs(oracles[tuning.task_label(forget)]), vy, forget))
+        return out
     return acc
+
+
+def load_oracles(spec):
+    """Task label -> the shipped retrained model of that task (cpu, seed 0), for a spec with a reference."""
+    if spec.get("reference") is None:
+        return None
+    if spec["reference"] != "retrain":
+        raise ValueError(f"reference must be 'retrain' (or absent), got {spec['reference']!r}")
+    return {tuning.task_label(t): dsda.retrain_model("cpu", t, progress=False).eval() for t in spec["tasks"]}
 
 
 def run_one(orig, synth, acc, settings, forget, n_per_class, trace):
@@ -117,6 +140,8 @@ def run_one(orig, synth, acc, settings, forget, n_per_class, trace):
            "check": {k: round(val, 3) for k, val in last.items() if k in ("forget_rate", "check_forget_rate",
                                                                           "check_forget_prob", "forget_prob")},
            "conflict": round(rep["conflict_rate"], 2)}
+    if rep.get("forget_temperature") is not None:   # forget_loss "kd_retain": the target's temperature
+        out["forget_temperature"] = round(rep["forget_temperature"], 4)
     if trace:
         out["trace"] = [(c["step"], c["forget_rate"], c["callback"]) for c in rep["checks"]]
     return out
@@ -138,9 +163,13 @@ def main(spec, n_per_class=64, trace=False, save=True):
     synth = synthesiser(orig, record)
     synth(range(orig.num_classes), n_per_class, SEED)
     vx, vy = tuning.validation_split()
-    acc = scorer(vx, vy)
+    oracles = load_oracles(spec)
+    acc = scorer(vx, vy, oracles)
     record["original"] = [{"task": t, **acc(orig, t)} for t in spec["tasks"]]
     print("original val", json.dumps(record["original"]), flush=True)
+    if oracles:
+        record["reference_scores"] = [{"task": t, **acc(oracles[tuning.task_label(t)], t)} for t in spec["tasks"]]
+        print("retrained val", json.dumps(record["reference_scores"]), flush=True)
     for v, cfg in zip(spec["variants"], configs):
         results = []
         for task in v["tasks"]:
@@ -153,4 +182,7 @@ def main(spec, n_per_class=64, trace=False, save=True):
 
 
 if __name__ == "__main__":
-    main(*parse(sys.argv[1:]))
+    if sys.argv[1:2] == ["--choose"]:   # a study whose rule picks from the scores: the spec's choice into its record
+        print(f"wrote the choice into {tuning.record_choice(tuning.load_spec(sys.argv[2]))}")
+    else:
+        main(*parse(sys.argv[1:]))

@@ -8,6 +8,7 @@ module):
     dsda.original_model(profile, seed=0)                -> Classifier (trained or loaded from cache)
     dsda.retrain_model(profile, forget_classes, seed=0) -> Classifier (retrain-from-scratch oracle)
     dsda.evaluate(model, profile, forget_classes)       -> {A_f, A_r, A_f_train, A_r_train, MIA, ...}
+    dsda.evaluate(model, profile, forget_classes, reference=oracle)  -> also gap_*, ToW, JS_*, ... (dsda.distance)
     dsda.synthesize(model, classes, n_per_class, ...)   -> SyntheticSet (x, y, diagnostics)   [AEGDS, stage 1]
     dsda.unlearn(model, forget_classes, profile=...)    -> (unlearned_model, report)  [DSDA]
     dsda.METHODS                                        -> every method with its data access

@@ -3,7 +3,8 @@
     prepare-data [--dataset fashion_mnist]          find or install the data set
     train --profile cpu [--forget 3] [--seed 0]      train (or load) the original / retrained model
     run --method NAME --profile cpu --forget 3 [--forget 5] --seed 0 --out result.json [--set key=value ...]
-                                                     run one unlearning method, write its record (JSON)
+        [--no-reference]                             run one unlearning method, write its record (JSON), with
+                                                     its distance to the retrained oracle of the task and seed
     methods [--markdown]                             list every method with the data it may touch
     reproduce --profile cpu [--only 02] [--force] [--sweep PLAN]
                                                      run the notebook series with papermill (runs/<profile>/),
@@ -96,7 +97,8 @@ def parse_set_options(items: list[str]) -> dict:
 def _summary(record: dict, out: Path) -> str:
     m = record["metrics"]
     scores = "not evaluated" if m is None else (
-        f"A_f {m['A_f']:.2f} %  A_r {m['A_r']:.2f} %  MIA {m['MIA']:.2f} %")
+        f"A_f {m['A_f']:.2f} %  A_r {m['A_r']:.2f} %  MIA {m['MIA']:.2f} %"
+        + (f" (vs retrain {m['gap_MIA']:+.2f}, {m['forgetting']}-forgetting)" if "gap_MIA" in m else ""))
     return (f"[dsda] {record['method']} on {record['profile']}, forget {record['forget_classes']}, "
             f"seed {record['seed']}: {scores}  ET {record['ET_s']:.2f} s ({record['ET_source']}) -> {out}")
 
@@ -108,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = check_writable(args.out, "--out")   # before the run: a run must never be lost to a bad path
     record = run_method(args.method, profile=args.profile, forget_classes=args.forget or None, seed=args.seed,
                         device=args.device, evaluate=not args.no_evaluate, retain_per_class=args.retain_per_class,
-                        progress=not args.no_progress, model_seed=args.model_seed, **options)
+                        progress=not args.no_progress, model_seed=args.model_seed,
+                        reference=not args.no_reference, **options)
     atomic_write_json(out, record)   # only after a complete run: a failed run leaves any old file untouched
     print(_summary(record, out))
     return 0
@@ -206,6 +209,9 @@ def _add_run(sub) -> None:
     p.add_argument("--retain-per-class", type=int, default=500,
                    help="retain samples per class for methods with data_access=retain_subset (default 500)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the metrics (ET and report only)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="evaluate without the retrained oracle of the task and seed (no distance keys gap_*, ToW, "
+                        "JS_*; the oracle is neither loaded nor trained)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 
 from .checks import NonFiniteError, check_finite_model, nonfinite_tensors, validate_seed
-from .losses import (circle_center_loss, class_centres, forget_loss, original_similarities, retain_loss,
-                     teacher_distribution)
+from .losses import (circle_center_loss, class_centres, forget_loss, forget_teacher, original_similarities,
+                     retain_loss, teacher_distribution)
 from .modes import eval_logits, kept_modes
 from .damo_config import DAMO_FIELDS, OPTIMA, ORIGINS, TRAIN_SCOPES, DamoConfig  # noqa: F401  (re-exported)
 from .multitask import GradBuffers, anchor_direction, multitask_direction
@@ -163,6 +163,8 @@ class _State:
     o_n: float = 0.0
     teacher: torch.Tensor | None = None
     val: tuple[torch.Tensor, torch.Tensor] | None = None   # held-out part of D^_r (holdout > 0)
+    forget_teacher: torch.Tensor | None = None              # target of forget_loss "kd_retain" on D^_f
+    forget_temperature: float | None = None                 # its temperature (chosen or fixed)
 
 
 def _masks(num_classes: int, retain: list[int], forget: list[int], dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,10 +208,13 @@ def _prepare(model, cfg: DamoConfig, x_r, y_r, x_f, y_f, seed: int, centres) -> 
     params = scope_parameters(model, cfg.train_scope)
     teacher = (teacher_distribution(model, x_r, forget_mask, cfg.kd_temperature, cfg.eval_batch_size)
                if cfg.retain_loss == "kd" else None)  # the original model: damo runs on a fresh copy
+    f_teacher = (forget_teacher(model, x_f, forget_mask, cfg.forget_temperature, cfg.forget_entropy,
+                                cfg.eval_batch_size) if cfg.forget_loss == "kd_retain" else (None, None))
     buf = GradBuffers(params, cfg.n_tasks)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rb, fb = _Batches(len(x_r), cfg.batch_retain, gen), _Batches(len(x_f), cfg.batch_forget, gen)
-    state = _State(x_r, y_r, x_f, y_f, row_of, forget_mask, params, buf, opt, rb, fb, *circle, teacher, val)
+    state = _State(x_r, y_r, x_f, y_f, row_of, forget_mask, params, buf, opt, rb, fb, *circle, teacher, val,
+                   *f_teacher)
     return state, retain, forget
 
 
@@ -219,7 +224,8 @@ def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, 
     ri, fi = s.rb.next().to(dev), s.fb.next().to(dev)
     h_r = model.features(s.x_r[ri])
     l_r = retain_loss(model.fc(h_r), s.y_r[ri], None if s.teacher is None else s.teacher[ri], cfg.kd_temperature)
-    l_f = forget_loss(model(s.x_f[fi]), s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound)
+    l_f = forget_loss(model(s.x_f[fi]), s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound,
+                      None if s.forget_teacher is None else s.forget_teacher[fi])
     s.buf.fill(1, l_f)
     s.buf.fill(0, l_r, retain_graph=cfg.disc)  # h_r's graph is reused by L_Disc
     l_d = None
@@ -320,5 +326,6 @@ def damo(model: nn.Module, x_r: torch.Tensor, y_r: torch.Tensor, x_f: torch.Tens
     conflicts = hist.records["conflict"]
     return {"config": dataclasses.asdict(cfg), "seed": seed, "steps": step + 1, "stop_reason": stop_reason,
             "retain_classes": retain, "forget_classes": forget, "n_params": s.buf.rows.shape[1],
+            "forget_temperature": s.forget_temperature,
             "conflict_rate": float(np.mean(conflicts)) if conflicts else 0.0,
             "time_s": time.perf_counter() - t_start - t_callbacks, **hist.records, "checks": hist.checks}

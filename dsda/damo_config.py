@@ -31,6 +31,9 @@ class DamoConfig:
     retain_loss: str = "ce"                 # L_R: "ce" (the paper) | "kd" (ours: distil the original model's
                                             # retain-class distribution, dsda.losses.retain_loss)
     kd_temperature: float = 4.0             # temperature T of retain_loss="kd" (not in the paper)
+    forget_temperature: float = 1.0         # temperature of forget_loss="kd_retain"'s target (ours)
+    forget_entropy: float | None = None     # kd_retain: choose that temperature so the target's mean entropy on
+                                            # D^_f is this many nats (ours, dsda.losses.forget_teacher); None: fixed
     train_scope: str = "all"                # parameters DAMO updates: "all" | "last" (last stage + fc) | "fc" (ours)
     lambdas: tuple[float, float, float] = (1.0, 1.0, 1.0)  # (l1, l2, l3) of g_T; not in the paper
     c: float = 0.5                          # CAGrad radius, must lie in [0, 1); not in the paper (CAGrad default)
@@ -78,7 +81,9 @@ class DamoConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("forget_bound", "delta", "lr", "kd_temperature"):
+        if self.forget_entropy is not None and not (_is_number(self.forget_entropy) and self.forget_entropy > 0):
+            raise ValueError(f"forget_entropy must be None or a positive finite number (nats), got {self.forget_entropy!r}")
+        for name in ("forget_bound", "delta", "lr", "kd_temperature", "forget_temperature"):
             if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive finite number, got {getattr(self, name)!r}")
         for name, lo, hi, hi_open in (("c", 0, 1, True), ("stop_rate", 0, 1, False), ("holdout", 0, 1, True)):

@@ -2,7 +2,8 @@
 
 - `retain_loss`        L_R    cross-entropy on synthetic retain samples with their synthesis labels, or (ours,
                               `retain_loss="kd"`) distillation of the original model's retain-class outputs;
-- `forget_loss`        L_F    the paper's definition did not survive (docs/EQUATIONS.md); three candidates;
+- `forget_loss`        L_F    the paper's definition did not survive (docs/EQUATIONS.md); four candidates, one of
+                              them (`"kd_retain"`, ours) distils a retrained-like target, `forget_teacher`;
 - `circle_center_loss` L_Disc the class-centre Circle loss of Eq. 7 on `model.features(x)`, with the centres
                               of `class_centres` and, optionally, the optima of `original_similarities`.
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from .modes import eval_logits, kept_modes
 from .utils import check_choice
 
-FORGET_LOSSES = ("neg_ce_bounded", "relabel_nearest", "kl_uniform")
+FORGET_LOSSES = ("neg_ce_bounded", "relabel_nearest", "kl_uniform", "kd_retain")
 RETAIN_LOSSES = ("ce", "kd")
 
 
@@ -50,8 +51,8 @@ def teacher_distribution(model: nn.Module, x: torch.Tensor, forget_mask: torch.T
 
 
 def forget_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, forget_mask: torch.Tensor,
-                bound: float = 10.0) -> torch.Tensor:
-    """L_F on synthetic forget samples (the paper names L_F but its definition did not survive; three candidates).
+                bound: float = 10.0, teacher_p: torch.Tensor | None = None) -> torch.Tensor:
+    """L_F on synthetic forget samples (the paper names L_F but its definition did not survive; four candidates).
 
     - "neg_ce_bounded": -min(CE_F(x), bound) per sample, CE_F = -log sum_{c in C_f} p(c | x) (gradient ascent
       on the cross-entropy of the forget *set*, capped so a sample already far from it stops pulling; the loss
@@ -61,9 +62,16 @@ def forget_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, forget_mask: t
     - "relabel_nearest": CE towards the highest-scoring retain class of the current model (detached);
     - "kl_uniform": KL(u || p) with u uniform over the *retain* classes. Deviation: uniform over all K
       classes would leave the forget class tied for the argmax, so A_f would not reach 0.
+    - "kd_retain" (ours): KL(q || p) with q = `teacher_p`, the ORIGINAL model's temperature-T distribution
+      renormalised over the retain classes (`forget_teacher`), p the current model's (T = 1): the output a
+      model that never saw the forget classes would plausibly give, not merely a low forget-class score.
     `forget_mask` is a bool tensor of length K, True for forget classes.
     """
     check_choice("kind", kind, FORGET_LOSSES)
+    if kind == "kd_retain":
+        if teacher_p is None:
+            raise ValueError("forget_loss kind='kd_retain' needs teacher_p (dsda.losses.forget_teacher)")
+        return F.kl_div(F.log_softmax(logits, dim=1), teacher_p, reduction="batchmean")   # 0 log 0 = 0
     if kind == "neg_ce_bounded":
         ce_set = logits.logsumexp(dim=1) - logits[:, forget_mask].logsumexp(dim=1)  # -log p(C_f | x)
         return -ce_set.clamp(max=bound).mean()
@@ -73,6 +81,39 @@ def forget_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, forget_mask: t
     logp = F.log_softmax(logits, dim=1)[:, ~forget_mask]  # kl_uniform
     r = logp.shape[1]
     return -(logp.mean(dim=1) + math.log(r)).mean()
+
+
+def retain_entropy(logits: torch.Tensor, forget_mask: torch.Tensor, temperature: float) -> float:
+    """Mean entropy (nats) of softmax(logits / T) renormalised over the retain classes."""
+    logp = torch.log_softmax((logits / temperature).masked_fill(forget_mask, float("-inf")), dim=1)
+    p = logp.exp()
+    return float(-(p * logp.masked_fill(forget_mask, 0.0)).sum(dim=1).mean())
+
+
+def entropy_matched_temperature(logits: torch.Tensor, forget_mask: torch.Tensor, target: float,
+                                bounds: tuple[float, float] = (0.05, 20.0), iters: int = 60) -> float:
+    """The temperature T at which `retain_entropy(logits, forget_mask, T)` equals `target` nats (ours).
+
+    Each row's entropy grows with T (from 0 towards log R, R retain classes), so the mean does too and a
+    bisection on log T finds it; a target outside the range reached within `bounds` gives the nearer bound.
+    Reads only the given logits (in DAMO: the original model's, on the synthetic forget samples)."""
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    for _ in range(iters):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if retain_entropy(logits, forget_mask, math.exp(mid)) < target else (lo, mid)
+    return math.exp((lo + hi) / 2.0)
+
+
+def forget_teacher(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, temperature: float,
+                   target_entropy: float | None = None, batch: int = 512) -> tuple[torch.Tensor, float]:
+    """(q, T) for forget_loss "kd_retain": the model's distribution on the synthetic forget samples `x_f` at
+    temperature T, renormalised over the retain classes. T = `temperature`, or, with `target_entropy`, the
+    T at which q's mean entropy is that many nats (`entropy_matched_temperature`): a criterion on synthetic
+    data only, so the method stays source-free and needs no reference model."""
+    logits = eval_logits(model, x_f, batch)
+    if target_entropy is not None:
+        temperature = entropy_matched_temperature(logits, forget_mask, target_entropy)
+    return torch.softmax((logits / temperature).masked_fill(forget_mask, float("-inf")), dim=1), float(temperature)
 
 
 def circle_center_loss(features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor,

@@ -303,7 +303,8 @@ def _cached_proba(model: nn.Module, train_x: torch.Tensor, idx: torch.Tensor, te
 
 
 def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[int],
-             device: str | torch.device = "auto", seed: int = 0) -> dict[str, Any]:
+             device: str | torch.device = "auto", seed: int = 0, reference: nn.Module | None = None,
+             relearn: bool | nn.Module = False, tolerance: float | None = None) -> dict[str, Any]:
     """All metrics of one model for one forget set, as floats in percent.
 
     One forward pass over the profile's test split and its train split (batch size
@@ -320,10 +321,20 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
     - `MIA_conf_svc`: `mia_confidence_svc`, SalUn's protocol (higher, target = retrain).
     - `n_train_eval`: how many train images the train-split numbers used.
 
+    With `reference` (the retrained oracle of the same task and seed) it adds the distance to it
+    (`dsda.distance.reference_metrics`: signed gaps `gap_*`, `avg_abs_gap`, `ToW`, `ToW_MIA`, `JS_forget`,
+    `JS_retain` (Jensen-Shannon divergence in nats, natural log), `pred_dist_forget`, `pred_dist_forget_ref`,
+    `JS_pred_dist`, `forgetting`, `forgetting_rule`; `tolerance` = the reference's spread across seeds, if
+    known, for the over/under flag). `relearn=True` (or the original model itself; True loads the profile's
+    original, seed 0) adds `relearn_steps` (and `relearn_steps_ref` with a reference): steps of
+    `dsda.distance.relearn_steps`'s fixed recipe until A_f is back at 95 % of the original's; seconds on cpu,
+    so off by default. docs/EQUATIONS.md, "Distance to the retrained model".
+
     The probabilities of the last few models are kept in memory (keyed by a hash of the weights), so
     evaluating one model for several forget tasks costs one forward pass.
     """
     from .data import load_dataset
+    _check_reference_args(reference, relearn)
     seed = validate_seed(seed)
     prof = get_profile(profile)
     train, test = load_dataset(prof.dataset, "train"), load_dataset(prof.dataset, "test")
@@ -341,10 +352,22 @@ def evaluate(model: nn.Module, profile: str | Profile, forget_classes: Sequence[
         raise ValueError(f"the model outputs {p_tr.shape[1]} classes but num_classes={k}")
     g = _groups(p_tr, y_tr, p_te, test.y, forget_classes, k)
     acc = lambda group: accuracy(*group) if len(group[1]) else math.nan  # noqa: E731
-    return {
+    out = {
         "A_f": acc(g.forget_test), "A_r": acc(g.retain_test),
         "A_f_train": acc(g.forget_train), "A_r_train": acc(g.retain_train),
         "MIA": _mia_a(g), "MIA_loss_cv": _mia_b(g, seed), "MIA_conf_svc": _mia_c(g),
         "A_test": accuracy(*g.test), "per_class_test": per_class_accuracy(*g.test, num_classes=k),
         "n_train_eval": int(len(idx)),
     }
+    if reference is not None or relearn is not False:   # docs/EQUATIONS.md, "Distance to the retrained model"
+        from .distance import evaluation_extras
+        out.update(evaluation_extras(out, g, model, reference, relearn, tolerance, prof, forget_classes, seed, dev,
+                                     (train, test, idx, k)))
+    return out
+
+
+def _check_reference_args(reference: Any, relearn: Any) -> None:
+    if reference is not None and not isinstance(reference, nn.Module):
+        raise TypeError(f"reference must be a model (the retrained oracle) or None, got {type(reference).__name__}")
+    if not isinstance(relearn, (bool, nn.Module)):
+        raise TypeError(f"relearn must be True, False or the original model, got {type(relearn).__name__}")

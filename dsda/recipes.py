@@ -54,6 +54,10 @@ _PAPER = dict(max_steps=1000, lr=1e-4, batch_retain=256, batch_forget=64, check_
 # The cpu values chosen on a validation subset of the train split (never the test split):
 CPU_KD_HEAD = dict(disc=False, retain_loss="kd", train_scope="fc", forget_bound=10.0, patience=2, lr=1e-3)
 CPU_CE_ALL = dict(disc=False, retain_loss="ce", train_scope="all", forget_bound=2.0, patience=1, lr=5e-5)
+# cpu-kd-head with L_F distilled towards the original's retain-class distribution at the temperature whose mean
+# entropy on D^_f is forget_entropy nats (dsda.losses.forget_teacher), over the whole step budget (patience 30 x
+# check_every 10 = max_steps): chosen on training-split images of the dev tasks against their retrained models
+CPU_RETRAIN_LIKE = dict(CPU_KD_HEAD, forget_loss="kd_retain", forget_entropy=0.5, patience=30)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("paper", "DSDA", SamplerConfig(nfe=40), DamoConfig(**_PAPER), 500,
@@ -74,6 +78,17 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("paper-kd-head", "KD head-only DAMO (paper sizes)", SamplerConfig(nfe=40),
            DamoConfig(**{**_PAPER, **CPU_KD_HEAD}), 500,
            "unmeasured on a GPU: cpu-kd-head's losses, scope, lr and bound at the paper's sizes"),
+    Recipe("cpu-retrain-like", "Retrain-like KD head-only DAMO", SamplerConfig(nfe=40),
+           DamoConfig(**_CPU, **CPU_RETRAIN_LIKE), 64,
+           "results/tuning/cpu_retrain_like.json (training-split images of tasks 7, 3+5, 0, 3, scored against "
+           "their retrained models; never the test split)"),
+    Recipe("smoke-retrain-like", "Retrain-like KD head-only DAMO (smoke sizes)", SamplerConfig(nfe=20),
+           DamoConfig(**{**_SMOKE, **CPU_RETRAIN_LIKE, "patience": 12, "lr": 1e-2}), 32,
+           "sized for tests (seconds): cpu-retrain-like's losses over the whole smoke budget (12 x 5 = 60 steps), "
+           "lr 1e-2 because at 1e-3 60 head-only steps leave the smoke model's A_f at 100 % (smoke-kd-head too)"),
+    Recipe("paper-retrain-like", "Retrain-like KD head-only DAMO (paper sizes)", SamplerConfig(nfe=40),
+           DamoConfig(**{**_PAPER, **CPU_RETRAIN_LIKE}), 500,
+           "unmeasured on a GPU: cpu-retrain-like's losses, scope, lr and entropy target at the paper's sizes"),
 )}
 
 PROFILE_RECIPE = {"smoke": "smoke", "cpu": "cpu-kd-head", "paper": "paper"}

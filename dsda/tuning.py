@@ -17,7 +17,9 @@ A spec (checked by `check_spec` before any work):
      "variants": [{"name": "C", "settings": {"lr": 1e-3, ...}, "tasks": [[7]] (default: all),
                    "old": {"7": {"val_A_f": 0.0, "val_A_r": 93.1, "steps": 70}}}, ...],
      "chosen": {"variant": "C", "recipe": "CPU_CANDIDATE ...", "why": ...},
-     "note": ..., "old_source": ..., "original_old": {"7": {...}}}
+     "note": ..., "old_source": ..., "original_old": {"7": {...}},
+     "reference": "retrain" (tune_damo.py only: also score each variant against the shipped retrained model
+                  of each task on the same validation images, `distance_scores`)}
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .report import markdown_table, output_root, project_root
@@ -41,7 +44,7 @@ VALIDATION = {"dataset": "fashion_mnist", "split": "train", "size": 6000, "seed"
                              "images), seed 123 (torch.randperm with a Generator seeded 123, first 6,000); "
                              "never the test split"}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-SPEC_KEYS = {"name", "title", "purpose", "method", "tasks", "variants", "chosen", "note", "old_source",
+SPEC_KEYS = {"name", "title", "purpose", "method", "tasks", "variants", "chosen", "note", "old_source", "reference",
              "original_old"}
 VARIANT_KEYS = {"name", "settings", "tasks", "old"}
 
@@ -60,6 +63,34 @@ def scores(pred: torch.Tensor, y: torch.Tensor, forget: list[int]) -> dict[str, 
     is_f = torch.isin(y, torch.tensor(forget))
     acc = lambda m: round((pred[m] == y[m]).float().mean().item() * 100, 2)  # noqa: E731
     return {"val_A_f": acc(is_f), "val_A_r": acc(~is_f)}
+
+
+def ks_statistic(a: Any, b: Any) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup_t |F_a(t) - F_b(t)| of two 1-D samples (empirical CDFs)."""
+    a, b = np.sort(np.asarray(a, dtype=np.float64)), np.sort(np.asarray(b, dtype=np.float64))
+    if a.size == 0 or b.size == 0:
+        raise ValueError("ks_statistic needs two non-empty samples")
+    grid = np.concatenate([a, b])
+    fa, fb = np.searchsorted(a, grid, side="right") / a.size, np.searchsorted(b, grid, side="right") / b.size
+    return float(np.abs(fa - fb).max())
+
+
+def distance_scores(p: torch.Tensor, p_ref: torch.Tensor, y: torch.Tensor, forget: list[int]) -> dict[str, float]:
+    """How close a variant's outputs `p` come to the retrained model's `p_ref` on the validation images (rows
+    of both = the same images, labels `y`): on the forget-class images the median entropy (nats), the KS
+    statistic between the two entropy distributions (it bounds the gap of any entropy-threshold attack run
+    at one threshold, e.g. the MIA's), the mean JS divergence of the outputs and of the predicted-class
+    distributions (dsda.distance); on the retain-class images the mean JS divergence."""
+    from .attacks import entropy
+    from .distance import mean_js, prediction_distribution
+    is_f = torch.isin(y, torch.tensor(forget))
+    pf, pf_ref = p[is_f].double(), p_ref[is_f].double()
+    h, h_ref = entropy(pf), entropy(pf_ref)
+    r = lambda v: round(float(v), 4)  # noqa: E731
+    return {"val_H_forget": r(np.median(h)), "val_KS_H": r(ks_statistic(h, h_ref)),
+            "val_JS_forget": r(mean_js(pf, pf_ref)),
+            "val_JS_pred": r(mean_js([prediction_distribution(pf)], [prediction_distribution(pf_ref)])),
+            "val_JS_retain": r(mean_js(p[~is_f].double(), p_ref[~is_f].double()))}
 
 
 def task_label(task: list[int]) -> str:
@@ -162,7 +193,7 @@ def command_line() -> str:
 
 def new_record(spec: dict[str, Any], script: str, fixed: dict[str, Any]) -> dict[str, Any]:
     """The record a study fills in: everything but the scores, which `add_variant` appends."""
-    keep = ("title", "purpose", "method", "note", "old_source", "original_old")
+    keep = ("title", "purpose", "method", "note", "old_source", "original_old", "reference")
     return {"study": spec["name"], "script": script, "command": command_line(),
             **{k: spec[k] for k in keep if k in spec}, "split": VALIDATION, "tasks": spec["tasks"],
             "fixed": fixed, "threads": torch.get_num_threads(),
@@ -179,6 +210,23 @@ def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[st
     record["variants"].append({"name": variant["name"], "settings": variant["settings"], "config": config,
                                "results": rows})
     atomic_write_json(partial_path(path), record)
+
+
+def record_choice(spec: dict[str, Any]) -> Path:
+    """Write the spec's `chosen` into its complete record, for a study whose rule picks the variant from the
+    scores (the rule is in its purpose): the scores stay as the run wrote them, `chosen_after_run` says when
+    and by which command the choice was added."""
+    spec = check_spec(spec)
+    path = record_path(spec["name"])
+    record = json.loads(path.read_text())
+    if not record.get("complete") or [v["name"] for v in record["variants"]] != [v["name"] for v in spec["variants"]]:
+        raise ValueError(f"{path} is not a complete record of the study {spec['name']!r}: run the study first")
+    if not spec.get("chosen"):
+        raise ValueError(f"the spec of {spec['name']!r} names no chosen variant")
+    record["chosen"] = spec["chosen"]
+    record["chosen_after_run"] = {"command": command_line(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(path, record)
+    return path
 
 
 def partial_path(path: Path) -> Path:
@@ -226,7 +274,10 @@ checks that this page is the rendering of the committed files). Each study was r
 shown; every number below was written by that code. A cell reads `A_f / A_r` (validation accuracy in % on the
 forget-class / retain-class images of the split), then in brackets the DAMO steps (with `max` where the
 stopping rule never fired), the method's seconds and, where the stopping rule read a held-out synthetic check
-set, its mean forget-class probability p(C_f | x) at the last check. `old:` is what the comment table in the code quoted
+set, its mean forget-class probability p(C_f | x) at the last check. In a study scored against the retrained model
+(`reference`), a cell adds the median entropy H (nats) of the outputs on the forget-class images, the KS statistic
+between its entropies and the retrained model's there, and the mean JS divergence (nats) of the two models' outputs
+there (dsda.tuning.distance_scores). `old:` is what the comment table in the code quoted
 for that cell before these files existed (measured at an older commit); where the two differ by more than
 one unit of the digit the comment quoted, the study's differences line says by how much.
 """
@@ -236,6 +287,8 @@ def _fmt(r: dict[str, Any]) -> str:
     extra = [str(r["steps"]) + ("" if r.get("stop") in (None, "forgotten") else " max")] if "steps" in r else []
     secs = r.get("s_damo", r.get("ET_s"))
     extra += [f"{secs:.0f} s"] if secs is not None else []
+    extra += [f"H {r['val_H_forget']:.2f}"] if "val_H_forget" in r else []
+    extra += [f"KS {r['val_KS_H']:.3f}", f"JS {r['val_JS_forget']:.3f}"] if "val_KS_H" in r else []
     held_out = r.get("check", {}).get("check_forget_prob")
     extra += [f"held-out p {held_out:.3f}"] if held_out is not None else []
     return f"{r['val_A_f']:.2f} / {r['val_A_r']:.2f}" + (f" ({'; '.join(extra)})" if extra else "")
@@ -259,6 +312,9 @@ def _rows(rec: dict[str, Any]) -> list[dict[str, str]]:
     orig = {task_label(r["task"]): {**r, **({"old": olds[task_label(r["task"])]} if task_label(r["task"]) in olds
                                             else {})} for r in rec["original"]}
     rows = [{"variant": "original model", "settings": "", **{f"task {t}": _cell(orig.get(t)) for t in labels}}]
+    if rec.get("reference_scores"):
+        ref = {task_label(r["task"]): r for r in rec["reference_scores"]}
+        rows.append({"variant": "retrained model", "settings": "", **{f"task {t}": _cell(ref.get(t)) for t in labels}})
     chosen = (rec.get("chosen") or {}).get("variant")
     for v in rec["variants"]:
         by_task = {task_label(r["task"]): r for r in v["results"]}
@@ -297,6 +353,9 @@ def render_study(rec: dict[str, Any]) -> str:
     if chosen:
         why = chosen.get("why", "")
         parts.append(f"Chosen: **{chosen['variant']}**, registered as {chosen['recipe']}. {why[:1].upper()}{why[1:]}")
+        if rec.get("chosen_after_run"):
+            parts.append(f"The choice was written into the record after the run, by the rule the purpose states "
+                         f"(`{rec['chosen_after_run']['command']}`); the scores are the run's.")
     parts += [rec.get("note", ""), _differences(rec)]
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
 

@@ -133,6 +133,7 @@ def _report(r: Recipe, prof: Profile, seed: int, forget: list[int], num_classes:
         "losses": {"retain": rep["loss_retain"], "forget": rep["loss_forget"], "disc": rep["loss_disc"]},
         "w": rep["w"], "conflict": rep["conflict"], "conflict_rate": rep["conflict_rate"], "cos": rep["cos"],
         "gT_norm": rep["gT_norm"], "d_norm": rep["d_norm"], "checks": rep["checks"], "steps": rep["steps"],
+        "forget_temperature": rep["forget_temperature"],
         "stop_reason": rep["stop_reason"], "final_check": rep["checks"][-1] if rep["checks"] else None,
         "sampler_diagnostics": dict(syn.diagnostics.final), "device": str(device),
         "n_synthetic": {"retain": len(syn.y) - n_f, "forget": n_f},

@@ -271,6 +271,34 @@ def test_forget_losses_hand_values():
         L.forget_loss(logits, y, "gradient_ascent", mask)
 
 
+def test_kd_retain_forget_loss_and_its_temperature_criterion():
+    mask = torch.tensor([True, False, False])
+    logits = torch.tensor([[5.0, 2.0, 0.0], [5.0, 0.0, 0.0]])
+    # the teacher at T: the retain classes' softmax of logits / T, forget class 0 at exactly 0
+    model = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))
+    q, t = L.forget_teacher(model, logits, mask, temperature=2.0)
+    want = torch.tensor([[0.0, math.e / (math.e + 1), 1 / (math.e + 1)], [0.0, 0.5, 0.5]])
+    torch.testing.assert_close(q, want)
+    assert t == 2.0
+    # KL(q || p) by hand: zero when the model outputs q itself, else sum q log(q / p)
+    assert L.forget_loss(torch.log(want + 1e-30), None, "kd_retain", mask, teacher_p=want).item() == \
+        pytest.approx(0.0, abs=1e-6)
+    p = torch.softmax(logits, 1)
+    kl = sum(float(want[i, c] * math.log(want[i, c] / p[i, c])) for i in range(2) for c in (1, 2)) / 2
+    assert L.forget_loss(logits, None, "kd_retain", mask, teacher_p=want).item() == pytest.approx(kl, rel=1e-5)
+    with pytest.raises(ValueError, match="teacher_p"):
+        L.forget_loss(logits, None, "kd_retain", mask)
+    # entropy of row 1 (retain logits 2, 0) at T: binary entropy of sigmoid(2 / T); row 2 is always log 2
+    h = lambda t: (lambda a: -(a * math.log(a) + (1 - a) * math.log(1 - a)))(1 / (1 + math.exp(-2 / t)))  # noqa
+    assert L.retain_entropy(logits, mask, 1.0) == pytest.approx((h(1.0) + math.log(2)) / 2, rel=1e-6)
+    target = (h(0.5) + math.log(2)) / 2
+    assert L.entropy_matched_temperature(logits, mask, target) == pytest.approx(0.5, rel=1e-6)
+    assert L.forget_teacher(model, logits, mask, 1.0, target_entropy=target)[1] == pytest.approx(0.5, rel=1e-6)
+    assert L.entropy_matched_temperature(logits, mask, 5.0) == pytest.approx(20.0)    # above log 2: the bound
+
+
 def test_class_centres():
     model = tiny_model()
     x = torch.randn(8, 1, 5, 5, generator=torch.Generator().manual_seed(3))
@@ -313,6 +341,7 @@ def test_grad_buffers_hold_autograd_gradients_and_write_update():
     ("lambdas", (0.0, 0.0, 0.0), ValueError), ("o_p", -0.5, ValueError), ("stop_rate", 1.5, ValueError),
     ("holdout", 1.0, ValueError), ("multitask", 1, TypeError),
     ("delta", float("nan"), ValueError), ("device", "tpu", ValueError), ("kd_temperature", 0.0, ValueError),
+    ("forget_temperature", 0.0, ValueError), ("forget_entropy", -1.0, ValueError),
 ])
 def test_damo_config_rejects_bad_values_naming_the_field(field, value, exc):
     with pytest.raises(exc, match=field.split("_")[0]):
@@ -400,7 +429,7 @@ def test_damo_is_deterministic_per_seed():
 
 @pytest.mark.parametrize("ablation", [dict(disc=False), dict(multitask=False), dict(origin="centre_mean"),
                                       dict(optima="original"), dict(forget_loss="relabel_nearest"),
-                                      dict(forget_loss="kl_uniform")])
+                                      dict(forget_loss="kl_uniform"), dict(forget_loss="kd_retain", forget_entropy=0.3)])
 def test_damo_ablations_run(ablation):
     model = tiny_model()
     x_r, y_r, x_f, y_f = tiny_data(forget=(2, 3))

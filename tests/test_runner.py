@@ -33,11 +33,11 @@ from dsda.data import DataAccessError, DatasetError, DatasetInfo, TensorDataset,
 from dsda.utils import to_jsonable
 
 ROOT = Path(__file__).resolve().parent.parent
-OWNED = ("original", "retrain", "dsda", "finetune", "neggrad", "random_labels")
+OWNED = ("original", "retrain", "dsda", "dsda_retrain_like", "finetune", "neggrad", "random_labels")
 FORGET = (3,)   # the smoke profile's task
 RECORD_KEYS = {"method", "title", "data_access", "extras", "source_free", "profile", "settings", "forget_classes",
                "seed", "model_seed", "ET_s", "ET_source", "granted", "metrics", "config", "report", "reference",
-               "provenance"}
+               "reference_model", "provenance"}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,8 @@ def test_method_runs_on_smoke_and_record_is_complete(name, cache, original_smoke
     m = rec["metrics"]
     for key in ("A_f", "A_r", "MIA", "A_test"):
         assert 0.0 <= m[key] <= 100.0
+    assert {"gap_MIA", "avg_abs_gap", "ToW", "ToW_MIA", "JS_forget", "JS_retain", "forgetting"} <= set(m)
+    assert rec["reference_model"]["model"] == "retrain" and rec["reference_model"]["seed"] == 0
     assert {"versions", "git_commit", "device"} <= set(rec["provenance"])
     assert isinstance(rec["report"].get("steps"), int)
     json.dumps(to_jsonable(rec))   # the CLI writes exactly this
@@ -90,13 +92,21 @@ def test_method_runs_on_smoke_and_record_is_complete(name, cache, original_smoke
     if name == "original":
         assert m["A_f"] == orig["A_f"] and m["A_r"] == orig["A_r"] and rec["report"]["steps"] == 0
         assert orig["A_f"] > 90.0
-    elif name == "retrain":
+    elif name == "retrain":   # evaluated against the oracle of the same task and seed: itself
         assert m["A_f"] == 0.0 and m["A_r"] > 90.0
+        assert all(m[k] == 0.0 for k in m if k.startswith("gap_")) and m["JS_forget"] == 0.0 and m["ToW"] == 100.0
     else:   # every unlearning method must lower the forget-class test accuracy of the original model
         assert m["A_f"] < orig["A_f"] - 40.0, (name, m["A_f"], orig["A_f"])
     if name in ("finetune", "neggrad", "random_labels"):   # smoke settings chosen so these forget and keep A_r
         assert m["A_f"] <= 25.0 and m["A_r"] >= 80.0, (name, m)
         assert len(rec["report"]["step_loss"]) == rec["report"]["steps"] > 0
+
+
+def test_reference_false_gives_the_plain_metrics_and_a_bad_reference_is_refused(cache, original_smoke):
+    rec = R.run_method("original", "smoke", progress=False, reference=False)
+    assert rec["metrics"] == original_smoke[1] and rec["reference_model"] is None
+    with pytest.raises(TypeError, match="reference"):
+        R.run_method("original", "smoke", progress=False, reference="retrain")
 
 
 def test_original_returns_the_original_weights(cache, original_smoke):
@@ -430,6 +440,12 @@ def test_parse_set_values():
             parse_set_options(bad)
 
 
+def test_cli_run_reference_flag():
+    from dsda.cli import build_parser
+    parse = lambda *a: build_parser().parse_args(["run", "--method", "original", "--out", "x.json", *a])  # noqa: E731
+    assert parse().no_reference is False and parse("--no-reference").no_reference is True
+
+
 def test_cli_run_writes_the_record(cache, original_smoke, tmp_path):
     out = tmp_path / "sub" / "result.json"
     p = _cli(["run", "--method", "neggrad", "--profile", "smoke", "--forget", "3", "--seed", "0", "--out", str(out),
@@ -441,7 +457,8 @@ def test_cli_run_writes_the_record(cache, original_smoke, tmp_path):
     assert set(rec["metrics"]) >= {"A_f", "A_r", "MIA"} and rec["ET_s"] > 0
     assert "torch" in rec["provenance"]["versions"] and rec["provenance"]["git_commit"]
     summary = [line for line in p.stdout.splitlines() if line.startswith("[dsda] neggrad")]
-    assert len(summary) == 1 and "A_f" in summary[0] and str(out) in summary[0]
+    assert len(summary) == 1 and "A_f" in summary[0] and str(out) in summary[0] and "vs retrain" in summary[0]
+    assert rec["reference_model"]["model"] == "retrain" and "gap_MIA" in rec["metrics"]
     assert not list(out.parent.glob("*.tmp"))
 
 

@@ -100,6 +100,9 @@ def test_registered_recipes_keep_their_documented_values():
     assert (cpu.damo.retain_loss, cpu.damo.train_scope, cpu.damo.lr, cpu.damo.forget_bound, cpu.damo.patience) == (
         "kd", "fc", 1e-3, 10.0, 2)
     assert (cpu.n_per_class, cpu.sampler.nfe, cpu.damo.max_steps) == (64, 40, 300)
+    like = RECIPES["cpu-retrain-like"]   # our variant: never the paper method's name
+    assert "DSDA" not in like.title and like.damo.forget_loss == "kd_retain" and like.damo.forget_entropy > 0
+    assert like.damo.patience * like.damo.check_every >= like.damo.max_steps    # runs the whole budget
 
 
 def test_a_shared_synthetic_set_gives_the_same_weights_and_counts_its_time():

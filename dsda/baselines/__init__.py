@@ -12,8 +12,8 @@ import pkgutil
 from .base import DATA_ACCESS, Method
 
 # Display order: references first, then source-free methods (the paper's competitors), then the rest.
-ORDER = ("original", "retrain", "dsda", "dsda_kd_head", "gkt", "ispf", "synth_embed", "finetune", "neggrad", "random_labels",
-         "ssd", "unsir", "boundary_shrink", "adv_imp", "scar", "lau")
+ORDER = ("original", "retrain", "dsda", "dsda_kd_head", "dsda_retrain_like", "gkt", "ispf", "synth_embed", "finetune",
+         "neggrad", "random_labels", "ssd", "unsir", "boundary_shrink", "adv_imp", "scar", "lau")
 
 
 def _discover() -> dict[str, Method]:

@@ -4,6 +4,9 @@
                  budget (recipes `smoke`, `cpu-paper`, `paper`).
 - `dsda_kd_head` "KD head-only DAMO": our cpu default (no L_Disc, L_R distilled from the original model, only
                  the classifier head trained; recipes `smoke-kd-head`, `cpu-kd-head`, `paper-kd-head`).
+- `dsda_retrain_like` "Retrain-like KD head-only DAMO": ours, KD head-only DAMO whose L_F distils the original
+                 model's retain-class distribution at an entropy-matched temperature, so the forget-class outputs
+                 resemble a retrained model's (recipes `smoke-retrain-like`, `cpu-retrain-like`, `paper-retrain-like`).
 
 Config design. The recipes (dsda/recipes.py) own the settings. `DsdaConfig` has one field per option of
 `unlearn` (`dsda.recipes.ALLOWED_OVERRIDES`, typed as in SamplerConfig / DamoConfig), default None = "the
@@ -32,6 +35,7 @@ _TYPES = {f.name: f.type for cls in (SamplerConfig, DamoConfig) for f in datacla
 _TYPES["n_per_class"] = "int"
 PAPER_RECIPES = {"smoke": "smoke", "cpu": "cpu-paper", "paper": "paper"}
 KD_HEAD_RECIPES = {"smoke": "smoke-kd-head", "cpu": "cpu-kd-head", "paper": "paper-kd-head"}
+RETRAIN_LIKE_RECIPES = {"smoke": "smoke-retrain-like", "cpu": "cpu-retrain-like", "paper": "paper-retrain-like"}
 
 
 def _post_init(self) -> None:
@@ -85,7 +89,15 @@ KD_HEAD = Method(
     profile_overrides=_per_profile(KD_HEAD_RECIPES), in_paper_table=True,
 )
 
-REGISTER = (METHOD, KD_HEAD)
+RETRAIN_LIKE = Method(
+    name="dsda_retrain_like", title="Retrain-like KD head-only DAMO", data_access="none", config_cls=DsdaConfig,
+    run=run, reference="ours, a variant of DSDA's stage 2 (L_F distils a retrained-like target): " + _REFERENCE,
+    defaults_source="dsda/recipes.py (cpu-retrain-like chosen on training-split images of the dev tasks against "
+                    "their retrained models, never the test split; evidence in results/tuning/cpu_retrain_like.json)",
+    profile_overrides=_per_profile(RETRAIN_LIKE_RECIPES), in_paper_table=False,
+)
+
+REGISTER = (METHOD, KD_HEAD, RETRAIN_LIKE)
 
 
 def recipe_for(method: Method, profile: str) -> str:

@@ -11,7 +11,11 @@
    Everything is loaded BEFORE the method starts.
 4. Call `method.run` inside `dsda.data.forbid_data_access(...)`: a method that tries to load data on
    its own gets DataAccessError. Only this call is timed (`ET_s`, CUDA synchronised).
-5. After the guard: evaluate with dsda.metrics.evaluate and return a JSON-ready record.
+5. After the guard: evaluate with dsda.metrics.evaluate and return a JSON-ready record. By default the
+   evaluation is against the retrained oracle of the same task and seed (`reference=True`:
+   dsda.retrain_model(profile, forget_classes, seed=seed), the model the Retrain method returns for that
+   seed, loaded from the cache or trained once), so the metrics carry the distance keys of dsda.distance;
+   `reference=False` gives the plain metrics only.
 
 Methods whose result is cached elsewhere (Retrain: the oracle in the checkpoint cache) may define two
 module-level hooks, used here and nowhere else:
@@ -249,13 +253,16 @@ def _cache_hooks(method: Method) -> tuple[Any, Any] | None:
 def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classes: int | Sequence[int] | None = None,
                seed: int = 0, device: str | torch.device = "auto", evaluate: bool = True,
                retain_per_class: int = 500, progress: bool = True, return_model: bool = False,
-               model_seed: int = 0, **overrides) -> dict[str, Any] | tuple[dict[str, Any], nn.Module, dict]:
+               model_seed: int = 0, reference: bool | nn.Module = True,
+               **overrides) -> dict[str, Any] | tuple[dict[str, Any], nn.Module, dict]:
     """Unlearn `forget_classes` from the profile's original model with one method; see the module docstring.
 
     name: a registered method name (dsda.METHODS) or a Method. forget_classes: None = the profile's
     default task. seed: the method's seed (batch order, noise, subsets; for Retrain also the oracle's
     initialisation). model_seed: which original model (dsda.original_model(profile, seed=model_seed)).
     retain_per_class: size of the "retain_subset" grant. overrides: the method's config options.
+    reference: True = evaluate against the retrained oracle of the same task and seed (module docstring),
+    a model = against that model, False = no reference (the record's `reference_model` says which).
 
     Returns the JSON-ready record; with `return_model=True`, `(record, model, report)` where `report` is
     the method's untouched report (e.g. with the `snapshots` state dicts the record leaves out).
@@ -263,6 +270,8 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
     from ..metrics import evaluate as evaluate_model
     from ..train import original_model
 
+    if not isinstance(reference, (bool, nn.Module)):
+        raise TypeError(f"reference must be True, False or a model, got {type(reference).__name__}")
     flags = {"evaluate": evaluate, "progress": progress, "return_model": return_model}
     method, prof, fc, seed, model_seed, dev, config = _checked_arguments(
         name, profile, forget_classes, seed, model_seed, flags, retain_per_class, device, overrides)
@@ -271,16 +280,31 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
                                                              retain_per_class)
     model.eval()
 
-    metrics = evaluate_model(model, prof, fc, device=dev, seed=seed) if evaluate else None
+    ref_model, ref_info = _reference_model(reference, prof, fc, seed, dev, progress) if evaluate else (None, None)
+    metrics = evaluate_model(model, prof, fc, device=dev, seed=seed, reference=ref_model) if evaluate else None
     record = {
         "method": method.name, "title": method.title, "data_access": method.data_access,
         "extras": list(method.extras), "source_free": method.source_free, "profile": prof.name,
         "settings": settings_key(method, prof), "forget_classes": list(fc), "seed": seed, "model_seed": model_seed,
         "ET_s": float(et_s), "ET_source": et_source, "granted": granted_sizes, "metrics": metrics,
         "config": dataclasses.asdict(config), "report": _json_report(report),
-        "reference": method.reference, "provenance": provenance(dev),
+        "reference": method.reference, "reference_model": ref_info, "provenance": provenance(dev),
     }
     return (record, model, report) if return_model else record
+
+
+def _reference_model(reference: bool | nn.Module, prof: Profile, fc: tuple[int, ...], seed: int, dev: torch.device,
+                     progress: bool) -> tuple[nn.Module | None, dict[str, Any] | None]:
+    """(the model to evaluate against, what the record says about it): the retrained oracle of the task and
+    seed (reference=True), the caller's model, or none."""
+    from ..train import retrain_model, state_digest
+    if reference is False:
+        return None, None
+    if reference is True:
+        ref = retrain_model(prof, fc, seed=seed, device=dev, progress=progress)
+        return ref, {"model": "retrain", "forget_classes": list(fc), "seed": seed,
+                     "sha256": state_digest(ref.state_dict())}
+    return reference, {"model": "given", "sha256": state_digest(reference.state_dict())}
 
 
 def _checked_arguments(name, profile, forget_classes, seed, model_seed, flags: Mapping[str, Any], retain_per_class,
