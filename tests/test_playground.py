@@ -25,9 +25,9 @@ def test_gaps_are_the_metric_minus_the_retrained_models():
 
 
 def test_the_recipe_menu_holds_the_profile_familys_recipes():
-    assert pg.recipes_for("smoke") == ["smoke", "smoke-kd-head"]
-    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-paper"]
-    assert pg.recipes_for("paper-fmnist") == ["paper", "paper-kd-head"]
+    assert pg.recipes_for("smoke") == ["smoke", "smoke-kd-head", "smoke-retrain-like"]
+    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-paper", "cpu-retrain-like"]
+    assert pg.recipes_for("paper-fmnist") == ["paper", "paper-kd-head", "paper-retrain-like"]
 
 
 @pytest.fixture(scope="module")
