@@ -8,11 +8,12 @@ A task is a set of forget classes. Per profile family (dsda.recipes.profile_fami
 
 cpu: the dev tasks are classes 3, 0, 7 and the pair 3+5 (they were used for the earlier tuning, so they can
 no longer be reported on fairly). The report tasks are three of the classes that are not a dev task themselves,
-1, 2, 4, 5, 6, 8, 9, drawn once with a seeded generator: numpy.random.default_rng(2026).permutation([1, 2, 4, 5, 6, 8, 9])[:3]
+1, 2, 4, 5, 6, 8, 9, drawn once with a seeded generator:
+numpy.random.default_rng(2026).permutation([1, 2, 4, 5, 6, 8, 9])[:3]
 = 1, 5, 8 (REPORT_DRAW records the draw; tests/test_protocol.py repeats it). smoke (tests only): dev = the
 smoke profile's own tasks 3 and 3+8, report = 1, 5.
 
-This module imports no data and no method: it is declaration plus bookkeeping.
+Declaration plus bookkeeping: no data is read here (the profile family comes from dsda.recipes.profile_family).
 """
 from __future__ import annotations
 
