@@ -19,6 +19,8 @@
     book [--out runs/book]                           the series as a static book (offline), checked for missing
                                                      figures and broken internal links
     prepare-browser [--no-apt]                       find or install Chromium and ChromeDriver (browser test)
+    tune STUDY | --reproduce STUDY | --list          a tuning study (Optuna, validation split, dev tasks) into
+                                                     results/tuning/STUDY.sqlite3; re-run its best trial; list all
 
 Errors print one line and exit non-zero (2 for bad input, 1 for an internal error); --debug (before
 or after the command) shows the traceback instead.
@@ -240,12 +242,17 @@ def _add_sweep(sub) -> None:
     add_parser(sub, _command)
 
 
+def _add_tune(sub) -> None:
+    from .tune.command import add_parser
+    add_parser(sub, _command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dsda", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_prepare_data, _add_train, _add_run, _add_series, _add_sweep):
+    for add in (_add_prepare_data, _add_train, _add_run, _add_series, _add_sweep, _add_tune):
         add(sub)
     return parser
 

@@ -7,6 +7,8 @@ followed by a single linear layer `fc` (the classification layer M_c). Three met
   several baselines (LAU, SCAR, synthetic embeddings) work on it.
 - `feature_maps(x)` -> the output of each stage; GKT's attention transfer uses them.
 - `forward(x)` -> logits fc(features(x)).
+- `pre_relu_features(x)` -> the last stage's output before its final ReLU, mean-pooled (features that take both
+  signs, for a Circle loss whose negative optimum post-ReLU cosines cannot reach; compact CNN and AllCNN).
 
 Global pooling is a plain `mean` over H and W, never `AdaptiveAvgPool2d`: its CUDA backward has no
 deterministic kernel (pytorch#50198), and the Langevin sampler differentiates through it.
@@ -51,6 +53,23 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+    def pre_relu_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) mean-pooled output of the last stage before its final ReLU.
+
+        Why: `features` is post-ReLU, so every cosine between two feature vectors is >= 0 and a Circle loss
+        optimum O_n < 0 is unreachable; before the ReLU the features take both signs. Needs a last stage that
+        ends in an nn.ReLU module (compact CNN, AllCNN); ResNet-18's last ReLU is inside its block's forward.
+        """
+        last = self.stages[-1]
+        tail = last[-1] if isinstance(last, nn.Sequential) and len(last) else last
+        if not isinstance(tail, nn.ReLU):
+            raise ValueError(f"pre_relu_features needs a last stage ending in nn.ReLU, it ends in {type(tail).__name__}")
+        for stage in self.stages[:-1]:
+            x = stage(x)
+        for module in list(last)[:-1]:
+            x = module(x)
+        return x.mean(dim=(2, 3))
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:

@@ -2,6 +2,10 @@
 
 - `smoke`: scikit-learn digits (8x8), a tiny CNN, a handful of epochs. Seconds; for tests.
 - `cpu`  : full Fashion-MNIST, the compact CNN. Minutes on 2 CPU cores; the default.
+- `cpu-val`, `smoke-val`: the same as `cpu` / `smoke`, but the models train on the train split minus a held-out
+           validation split (`fashion_mnist_val`, `digits_val`: dsda/data/validation.py). Tuning reads that
+           split, never the test split (docs/PROTOCOL.md). Their checkpoints are distinct from the shipped ones
+           (the data set's name is part of the cache key); recipes and budgets are shared with `cpu` / `smoke`.
 - `paper`: CIFAR-10, ResNet-18, the paper's recipe (Adam, multi-step lr from 0.01). For a GPU.
            `paper-cifar100` is the same on CIFAR-100 and `paper-fmnist` runs the paper's code path
            (ResNet-18, same recipe) on Fashion-MNIST, for GPU machines without CIFAR on disk.
@@ -55,8 +59,12 @@ class Profile:
     eval_train_per_class: int | None = None  # dsda.evaluate's train-split metrics (A_*_train, the MIAs) on a fixed
                                              # seeded subset of this many images per class; None = all of them
     device: str = "auto"                     # 'auto' = CUDA if present, else CPU
+    family: str | None = None                # the profile whose recipes, method settings and budgets this one
+                                             # shares (cpu-val: cpu); None = its own (dsda.recipes.profile_family)
 
     def __post_init__(self):
+        if self.family is not None and (not isinstance(self.family, str) or self.family == self.name):
+            raise ValueError(f"Profile.family must be None or the name of another profile, got {self.family!r}")
         n = self.eval_train_per_class
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
             raise ValueError(f"Profile.eval_train_per_class must be a positive integer or None (all images), got {n!r}")
@@ -78,6 +86,18 @@ PROFILES: dict[str, Profile] = {
         # 1,000 train images per class (10k of 60k): one evaluate drops from ~27 s to ~10 s on 2 cores (the forward
         # pass over 70k images was 90 % of it); test-split metrics (A_f, A_r, A_test) still use all 10k test images
         eval_train_per_class=1000,
+    ),
+    # The validation-split protocol (issue 17): same data, model and recipe; the models never see `val`.
+    "smoke-val": Profile(
+        name="smoke-val", dataset="digits_val", model="cnn", width=8,
+        recipe=TrainRecipe(epochs=15, batch_size=64, lr=0.01, milestones=(0.6, 0.85)),
+        forget_classes=(3,), multi_forget_classes=(3, 8), eval_classes=(3,), seeds=(0,), family="smoke",
+    ),
+    "cpu-val": Profile(
+        name="cpu-val", dataset="fashion_mnist_val", model="cnn", width=32,
+        recipe=TrainRecipe(epochs=5, batch_size=256, lr=0.01, milestones=(0.5, 0.75)),
+        forget_classes=(3,), multi_forget_classes=(3, 5), eval_classes=(0, 3, 7), seeds=(0, 1, 2),
+        eval_train_per_class=1000, family="cpu",
     ),
     "paper": Profile(
         name="paper", dataset="cifar10", model="resnet18", width=64,

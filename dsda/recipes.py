@@ -95,9 +95,12 @@ PROFILE_RECIPE = {"smoke": "smoke", "cpu": "cpu-kd-head", "paper": "paper"}
 
 
 def profile_family(profile: str | Profile) -> str:
-    """The profile whose budgets apply: `paper-cifar100` and `paper-fmnist` share `paper`'s."""
-    name = get_profile(profile).name
-    return "paper" if name.startswith("paper") else name
+    """The profile whose budgets apply: `paper-cifar100` and `paper-fmnist` share `paper`'s; a profile that
+    names a `family` (cpu-val: cpu, smoke-val: smoke) shares that one's."""
+    prof = get_profile(profile)
+    if prof.family is not None:
+        return profile_family(prof.family)
+    return "paper" if prof.name.startswith("paper") else prof.name
 
 
 def get_recipe(recipe: "str | Recipe | None" = None, profile: str | Profile = "cpu") -> Recipe:

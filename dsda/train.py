@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import validate_seed
-from .data import TensorDataset, dataset_info, load_dataset, split_dataset, validate_forget_classes
+from .data import VALIDATION_SETS, TensorDataset, dataset_info, load_dataset, split_dataset, validate_forget_classes
 from .models import Classifier, build_model
 from .profiles import Profile, TrainRecipe, get_profile
 from .utils import atomic_torch_save, library_versions, resolve_device, to_jsonable
@@ -165,9 +165,12 @@ def find_checkpoint(profile: Profile, config: dict[str, Any]) -> Path | None:
 def model_config(profile: Profile, seed: int, exclude: Iterable[int] = ()) -> dict[str, Any]:
     """Everything that determines a trained model; its hash is the cache key."""
     seed = validate_seed(seed)  # int(0.9) or int("0") would silently name the seed-0 model
-    return {"format": CHECKPOINT_FORMAT, "dataset": profile.dataset, "model": profile.model,
-            "width": profile.width, "recipe": dataclasses.asdict(profile.recipe), "seed": int(seed),
-            "exclude_classes": sorted(int(c) for c in exclude)}
+    config = {"format": CHECKPOINT_FORMAT, "dataset": profile.dataset, "model": profile.model,
+              "width": profile.width, "recipe": dataclasses.asdict(profile.recipe), "seed": int(seed),
+              "exclude_classes": sorted(int(c) for c in exclude)}
+    if profile.dataset in VALIDATION_SETS:   # which images were held out is part of what the model is
+        config["validation"] = dataclasses.asdict(VALIDATION_SETS[profile.dataset])
+    return config
 
 
 def cache_key(config: dict[str, Any]) -> str:

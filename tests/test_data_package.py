@@ -11,7 +11,8 @@ from dsda import data as D
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dsda" / "data"
 
-# Every public name of the single-module dsda/data.py it replaced: `from dsda.data import X` keeps working.
+# Every public name of the single-module dsda/data.py it replaced: `from dsda.data import X` keeps working;
+# issue 17 added the validation variants and the split guard.
 PUBLIC = """
     CIFAR100_CLASSES CIFAR10_CLASSES CIFAR_LAYOUTS CifarLayout DATASET_NAMES DATA_DIR_ENV DIGITS_CLASSES
     DIGITS_MEAN DIGITS_SPLIT_SEED DIGITS_STD DIGITS_TEST_FRACTION DataAccessError DatasetError DatasetInfo
@@ -22,7 +23,7 @@ PUBLIC = """
     dataset_info digits_split_indices find_cifar find_fashion_mnist find_pins forbid_data_access load_dataset
     pins_file_split pins_identities prepare read_cifar read_digits read_fashion_mnist read_idx read_pins
     split_dataset validate_forget_classes
-""".split()
+""".split() + "VALIDATION_SETS ValidationSet base_dataset forbid_split validation_indices".split()   # issue 17
 
 # Side effects that tests replace: they live (and are patched) where `prepare` and the CIFAR loader read them.
 HOOKS = {"preparation": ["_run_command", "_is_root", "_which", "_is_online", "_download_fashion_mnist"],

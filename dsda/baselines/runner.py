@@ -41,8 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checks import validate_seed
-from ..data import (DatasetInfo, TensorDataset, dataset_info, forbid_data_access, load_dataset, split_dataset,
-                    validate_forget_classes)
+from ..data import (DatasetInfo, TensorDataset, base_dataset, dataset_info, forbid_data_access, load_dataset,
+                    split_dataset, validate_forget_classes)
 from ..profiles import Profile, get_profile
 from ..recipes import profile_family
 from ..utils import check_positive, provenance, resolve_device, timer
@@ -173,7 +173,7 @@ def ood_dataset(profile: str | Profile, max_samples: int | None = None, seed: in
     seed = validate_seed(seed)
     prof = get_profile(profile)
     target = dataset_info(prof.dataset)
-    source_name = OOD_SOURCE.get(prof.dataset, "digits")
+    source_name = OOD_SOURCE.get(base_dataset(prof.dataset), "digits")   # a validation variant: its base's
     source = load_dataset(source_name, "train")
     if max_samples is not None:
         check_positive("max_samples", max_samples)

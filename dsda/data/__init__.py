@@ -25,7 +25,12 @@ returned tensors are shared between callers and must be treated as read-only**: 
 `ds.x` / `ds.y` in place. `subset` and `to` return new tensors and are safe to modify.
 
 `forbid_data_access(reason)` turns every loader into a `DataAccessError`; the experiment runner
-wraps source-free methods in it to show that they never read data.
+wraps source-free methods in it to show that they never read data. `forbid_split("test", reason)` does
+the same for one split (tuning runs inside it).
+
+Validation variants (`VALIDATION_SETS`): `load_dataset("fashion_mnist_val", "val")` is a stratified,
+seeded held-out part of Fashion-MNIST's train split (600 images per class); its `train` split is the
+rest, and its `test` split is Fashion-MNIST's. The `cpu-val` and `smoke-val` profiles train on them.
 
 Nothing here downloads implicitly: `prepare(name)` (behind `python -m dsda prepare-data`) is the
 one place that installs or downloads, and only when allowed.
@@ -41,6 +46,7 @@ The package, one concern per module (everything public is re-exported here, so
     pins.py           identity folders, per-identity split
     load.py           load_dataset, dataset_info, the cache
     splits.py         validate_forget_classes, class_split, split_dataset
+    validation.py     validation variants (fashion_mnist_val, digits_val): train minus a held-out `val` split
     preparation.py    prepare (apt, torchvision download)
 
 Tests that replace a module-level name (a folder, the checksums, a side effect of `prepare`) patch
@@ -58,13 +64,14 @@ from .fashion_mnist import (FASHION_MNIST_CHECKSUMS, FASHION_MNIST_CLASSES, FASH
                             FASHION_MNIST_MEAN, FASHION_MNIST_SIZES, FASHION_MNIST_STD, IDX_IMAGES_MAGIC,
                             IDX_LABELS_MAGIC, SYSTEM_FASHION_MNIST_DIR, find_fashion_mnist, read_fashion_mnist,
                             read_idx)
-from .guard import DataAccessError, data_access_forbidden, forbid_data_access
+from .guard import DataAccessError, data_access_forbidden, forbid_data_access, forbid_split
 from .load import clear_cache, dataset_info, load_dataset
 from .pins import (PINS_DIR_NAMES, PINS_EXTENSIONS, PINS_IMAGE_SIZE, PINS_KAGGLE_SUBDIR, PINS_MEAN,
                    PINS_NUM_IDENTITIES, PINS_PREFIX, PINS_SPLIT_SEED, PINS_STD, PINS_TEST_FRACTION, find_pins,
                    pins_file_split, pins_identities, read_pins)
 from .preparation import prepare
 from .splits import class_split, split_dataset, validate_forget_classes
+from .validation import VALIDATION_SETS, ValidationSet, base_dataset, validation_indices
 
 __all__ = [
     "CIFAR100_CLASSES", "CIFAR10_CLASSES", "CIFAR_LAYOUTS", "CifarLayout", "DATASET_NAMES", "DATA_DIR_ENV",
@@ -75,7 +82,8 @@ __all__ = [
     "PINS_KAGGLE_SUBDIR", "PINS_MEAN", "PINS_NUM_IDENTITIES", "PINS_PREFIX", "PINS_SPLIT_SEED", "PINS_STD",
     "PINS_TEST_FRACTION", "SPLITS", "SYSTEM_FASHION_MNIST_DIR", "TensorDataset", "class_split", "clear_cache",
     "data_access_forbidden", "data_roots", "dataset_info", "digits_split_indices", "find_cifar",
-    "find_fashion_mnist", "find_pins", "forbid_data_access", "load_dataset", "pins_file_split",
+    "find_fashion_mnist", "find_pins", "forbid_data_access", "forbid_split", "load_dataset", "pins_file_split",
     "pins_identities", "prepare", "read_cifar", "read_digits", "read_fashion_mnist", "read_idx", "read_pins",
     "split_dataset", "validate_forget_classes",
+    "VALIDATION_SETS", "ValidationSet", "base_dataset", "validation_indices",
 ]

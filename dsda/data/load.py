@@ -19,7 +19,8 @@ from .common import DATASET_NAMES, SPLITS, _fingerprint
 from .dataset import DatasetInfo, TensorDataset, _make_info
 from .digits import read_digits
 from .fashion_mnist import FASHION_MNIST_FILES, _fashion_mnist_folder, read_fashion_mnist
-from .guard import _check_access
+from .guard import _check_access, _check_split
+from .validation import VALIDATION_SETS, VARIANT_SPLITS, variant_info, variant_split
 from .pins import PINS_IMAGE_SIZE, PINS_MEAN, PINS_STD, _pins_folder, _pins_identity_dirs, pins_identities, read_pins
 
 # keyword arguments each data set accepts, with their defaults
@@ -65,9 +66,12 @@ def dataset_info(name: str, **kwargs) -> DatasetInfo:
     """Metadata without loading pixels. Takes the same keywords as `load_dataset`.
 
     Reads no files, except for `pins`, whose class names are its folder names: listing them is
-    reading the data set, so for `pins` this is subject to `forbid_data_access`.
+    reading the data set, so for `pins` this is subject to `forbid_data_access`. A validation variant
+    (`fashion_mnist_val`, ...; dsda/data/validation.py) has its base data set's metadata under its own name.
     """
-    check_choice("name", name, DATASET_NAMES)
+    check_choice("name", name, DATASET_NAMES + tuple(VALIDATION_SETS))
+    if name in VALIDATION_SETS:
+        return variant_info(name, dataset_info(VALIDATION_SETS[name].base, **kwargs))
     opts = _check_kwargs(name, kwargs)
     if name != "pins":
         return _fixed_info(name)
@@ -112,9 +116,19 @@ def load_dataset(name: str, split: str, **kwargs) -> TensorDataset:
     (default True: check the official sizes; consistency is always checked, and a Fashion-MNIST file
     of the official size always has to match its published checksum), `download` (CIFAR only,
     default False), `image_size` (Pins only, default 32).
+
+    A validation variant (`fashion_mnist_val`, `digits_val`; dsda/data/validation.py) has the splits
+    `train` (the base train split minus the validation images), `val` and `test` (the base test split).
+    While `forbid_split(split, ...)` is active, asking for that split raises DataAccessError.
     """
     _check_access(f"load_dataset({name!r}, {split!r})")
-    check_choice("name", name, DATASET_NAMES)
+    _check_split(f"load_dataset({name!r}, {split!r})", split)
+    check_choice("name", name, DATASET_NAMES + tuple(VALIDATION_SETS))
+    if name in VALIDATION_SETS:
+        return _load_variant(name, split, kwargs)
+    if split == "val":
+        raise ValueError(f"split='val' exists only for the validation variants ({', '.join(VALIDATION_SETS)}), "
+                         f"not for {name!r}; allowed values: {', '.join(map(repr, SPLITS))}")
     check_choice("split", split, SPLITS)
     opts = _check_kwargs(name, kwargs)
     location, fingerprint = _locate(name, split, opts)
@@ -122,7 +136,18 @@ def load_dataset(name: str, split: str, **kwargs) -> TensorDataset:
     return _load_cached(name, split, cache_opts, location, fingerprint)
 
 
+def _load_variant(name: str, split: str, kwargs: dict[str, Any]) -> TensorDataset:
+    """One split of a validation variant, cut from the (cached) base data set."""
+    check_choice("split", split, VARIANT_SPLITS)
+    base = VALIDATION_SETS[name].base
+    if split == "test":
+        return variant_split(name, split, None, load_dataset(base, "test", **kwargs))
+    return variant_split(name, split, load_dataset(base, "train", **kwargs), None)
+
+
 def clear_cache() -> None:
     """Forget every cached data set (tests call this between cases)."""
+    from .validation import clear_variant_cache
     _load_cached.cache_clear()
+    clear_variant_cache()
 

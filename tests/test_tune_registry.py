@@ -1,0 +1,35 @@
+"""Each registered setting is its study's best trial (issue 17), read from the committed storage in results/tuning/.
+
+The check is active for every study whose storage is committed and complete. Until then the study must be
+listed in UNFINISHED with the command that runs it; the first test fails as soon as the two disagree (a study
+that finished but is still listed, or one that is missing but not listed), so nothing passes by being absent.
+tests/test_tune.py runs the same check on a tiny smoke study it makes itself.
+"""
+from pathlib import Path
+
+import pytest
+
+from dsda.tune import registry, spaces
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Studies not run yet (cpu-val models and the studies are the next session's work; docs/PROTOCOL.md, "Commands").
+UNFINISHED = {name: f"python -m dsda tune {name}" for name in (
+    "paper_full", "paper_w_egds", "paper_wo_disc", "paper_wo_mt", "paper_standard",
+    "kd_head", "kd_head_w_egds", "kd_head_wo_mt", "retrain_like",
+    "finetune", "neggrad", "random_labels", "ssd", "unsir", "boundary_shrink", "adv_imp", "scar")}
+CPU_STUDIES = sorted(n for n, s in spaces.STUDIES.items() if s.family == "cpu")
+
+
+def test_unfinished_lists_exactly_the_studies_without_a_complete_storage():
+    incomplete = {n for n in CPU_STUDIES if registry.status(n, ROOT)["state"] != "complete"}
+    assert incomplete == set(UNFINISHED), (
+        f"finished but still listed in UNFINISHED: {sorted(set(UNFINISHED) - incomplete)}; "
+        f"not complete and not listed: {sorted(incomplete - set(UNFINISHED))}")
+
+
+@pytest.mark.parametrize("name", CPU_STUDIES)
+def test_registered_settings_are_the_best_trial(name):
+    if name in UNFINISHED:     # listed, not passed: `pytest -rs` shows every study still to run and its recipe
+        pytest.skip(f"study {name} not run yet (registers {spaces.get_study(name).registers!r}): {UNFINISHED[name]}")
+    assert registry.mismatches(name, ROOT) == []
