@@ -37,9 +37,10 @@ def recipes_for(profile: str | Profile) -> list[str]:
 
 
 def gaps(metrics: dict[str, Any], reference: dict[str, Any], keys=READOUT_KEYS) -> dict[str, float]:
-    """`gap_<key>` = metric minus the retrained model's, for each key (the same keys as `evaluate(...,
-    reference=)` will give, so the readout can switch to it by changing one line)."""
-    return {f"gap_{k}": float(metrics[k]) - float(reference[k]) for k in keys}
+    """`gap_<key>` = metric minus the retrained model's, for the readout's keys (dsda.distance.signed_gaps, the
+    definition `evaluate(..., reference=)` uses)."""
+    from .distance import signed_gaps
+    return signed_gaps(metrics, reference, keys)
 
 
 def oracle_if_cached(profile: Profile, forget: list[int], seed: int):
