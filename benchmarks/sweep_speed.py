@@ -4,8 +4,11 @@ LocalCluster of two workers (one thread each), side by side in one session; prin
     python benchmarks/sweep_speed.py                      # cpu-quick: both runs, about an hour on 2 quiet cores
     python benchmarks/sweep_speed.py --plan smoke         # a minute
     python benchmarks/sweep_speed.py --order dask-first   # run the cluster first (check the order does not matter)
+    python benchmarks/sweep_speed.py --order dask-first --keep-store   # the cluster run becomes results/store/<plan>
 
-Both runs write to fresh temporary stores (nothing is resumed; the committed store is untouched). Models come
+Both runs write to fresh temporary stores (nothing is resumed; the committed store is untouched), except that
+with --keep-store the cluster run writes the plan's own store, which must not exist yet (so nothing is resumed
+there either): the committed store is then the timed run itself. Models come
 from the checkpoint cache or pretrained/: any missing one is trained first, untimed, so neither run pays for
 it. Jobs per hour counts results (method run + evaluation). The two runs use different thread counts, so
 their keys differ and their metrics may differ in the last bits: this measures speed only (tests/test_sweep.py
@@ -58,13 +61,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--plan", default="cpu-quick")
     ap.add_argument("--order", choices=("serial-first", "dask-first"), default="serial-first")
+    ap.add_argument("--keep-store", action="store_true", help="the cluster run writes results/store/<plan>")
     args = ap.parse_args()
     plan = load_plan(args.plan)
+    kept = Store.for_plan(plan.name)
+    if args.keep_store and kept.root.exists():
+        raise SystemExit(f"--keep-store: {kept.root} exists; move it away first (the timed run must start empty)")
     trained = train_missing_models(plan)
     load_before = os.getloadavg()
     modes = ["serial", "dask"] if args.order == "serial-first" else ["dask", "serial"]
     with tempfile.TemporaryDirectory(prefix="dsda-sweep-speed-") as tmp:
-        runs = {m: timed(plan, m, Path(tmp) / m) for m in modes}
+        runs = {m: timed(plan, m, kept.root if args.keep_store and m == "dask" else Path(tmp) / m) for m in modes}
     ratio = runs["serial"]["wall_s"] / runs["dask"]["wall_s"]
     for m in modes:
         r = runs[m]
@@ -75,6 +82,7 @@ def main() -> None:
           f"after {os.getloadavg()[0]:.1f}; models trained first, untimed: {trained})")
     out = output_root() / "results" / "benchmarks" / "sweep_speed.json"
     atomic_write_json(out, {"provenance": provenance("cpu"), "plan": plan.name, "order": args.order,
+                            "kept_store": str(kept.root.relative_to(output_root())) if args.keep_store else None,
                             "runs": runs, "ratio_serial_over_dask": round(ratio, 3),
                             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                             "models_trained_untimed": trained, "cores": os.cpu_count()})

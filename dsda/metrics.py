@@ -291,7 +291,8 @@ def _cached_proba(model: nn.Module, train_x: torch.Tensor, idx: torch.Tensor, te
                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities on train_x[idx], probabilities on test_x), from the cache when possible."""
     key = (_model_fingerprint(model), id(train_x), train_x._version, id(test_x), test_x._version,
-           hash(idx.numpy().tobytes()), len(idx), batch_size, str(device))
+           hash(idx.numpy().tobytes()), len(idx), batch_size, str(device), torch.get_num_threads())  # CPU sums
+    # depend on the thread count, so probabilities computed with other threads are not reused
     hit = _PROBA_CACHE.pop(key, None)
     if hit is None or hit[0] is not train_x or hit[1] is not test_x:
         hit = (train_x, test_x, predict_proba(model, train_x[idx], batch_size, device),

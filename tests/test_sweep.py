@@ -56,6 +56,13 @@ def metrics_by_key(store: Store) -> dict:
     return {r["key"]: json.dumps(r["metrics"]) for r in store.records() if r["kind"] == "result"}
 
 
+def metric_differences(a: str, b: str) -> dict:
+    """The metrics whose values differ between two records' metric JSON, with both values (key order too)."""
+    a, b = json.loads(a), json.loads(b)
+    out = {m: (a.get(m), b.get(m)) for m in a.keys() | b.keys() if a.get(m) != b.get(m)}
+    return out or {"key order": (list(a), list(b))}
+
+
 def no_partial_files(store: Store) -> bool:
     return not list(store.root.rglob(".*.tmp"))
 
@@ -88,7 +95,8 @@ def test_serial_and_two_workers_give_bitwise_identical_metrics(smoke_dask, store
     assert summary.failed == []
     serial, parallel = metrics_by_key(Store(stores / "serial")), metrics_by_key(smoke_dask[0])
     assert serial.keys() == parallel.keys() and len(serial) == 24
-    assert {k for k in serial if serial[k] != parallel[k]} == set()
+    differ = {k: metric_differences(serial[k], parallel[k]) for k in serial if serial[k] != parallel[k]}
+    assert differ == {}, f"(serial, two workers) per result key and metric: {differ}"
 
 
 def test_interrupted_client_resumes_without_rerunning(smoke_dask, cluster, stores):
@@ -247,3 +255,20 @@ def _kill_one_worker(cluster, tmp_path):
     assert summary.failed == [] and len(records) == 4 and all(r["status"] == "ok" for r in records.values())
     assert records[killed["key"]]["pid"] != killed["pid"]          # rerun by another process
     assert no_partial_files(store) and all(json.loads(store.path(k).read_text()) for k in records)
+
+
+def test_job_environment_sets_torch_and_blas_threads_and_restores_them():
+    """A serial job in the client process runs with the plan's threads in torch and in the BLAS pools that the
+    attacks' scikit-learn fits use, as a worker's job does; the caller's settings come back afterwards."""
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from dsda.sweep.tasks import job_environment
+    blas = lambda: {p["internal_api"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}  # noqa: E731
+    np.dot(np.ones((2, 2)), np.ones((2, 2)))       # NumPy's BLAS is loaded
+    torch.set_num_threads(2)
+    outside = blas()
+    with job_environment(1, seed=0):
+        assert torch.get_num_threads() == 1 and blas() and set(blas().values()) == {1}
+    assert torch.get_num_threads() == 2 and blas() == outside

@@ -30,20 +30,25 @@ from .jobs import Job
 
 @contextlib.contextmanager
 def job_environment(threads: int, seed: int) -> Iterator[None]:
-    """torch threads and every global RNG set for one job; the caller's are restored afterwards."""
+    """torch threads, the BLAS / OpenMP pools NumPy, SciPy and scikit-learn use (the attacks' fits), and every
+    global RNG set for one job; the caller's are restored afterwards. The BLAS pools matter for a job run in
+    the client process (serial), whose pools were not sized by `cluster.thread_env` as a worker's are."""
+    from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
     before = torch.get_num_threads()
     np_state, py_state = np.random.get_state(), random.getstate()
-    torch.set_num_threads(threads)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
-        try:
+    try:
+        # torch's own pool is set last and restored after the BLAS pools: leaving threadpool_limits can
+        # reset the OpenMP pool torch shares with them
+        with torch.random.fork_rng(devices=[]), threadpool_limits(limits=threads, user_api="blas"):
+            torch.set_num_threads(threads)
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
             yield
-        finally:
-            torch.set_num_threads(before)
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+    finally:
+        torch.set_num_threads(before)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 @functools.lru_cache(maxsize=1)
