@@ -6,13 +6,13 @@ PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= cpu
-SWEEP   ?=
+SWEEP   ?= $(if $(filter cpu,$(PROFILE)),cpu-quick,)
 STAMP   := $(VENV)/.dsda-installed
 
 .PHONY: reproduce test data browser book install clean-cache help
 
 help:
-	@echo "make reproduce [PROFILE=cpu|smoke|paper] [FROM_SCRATCH=1] [SWEEP=cpu-quick]  - data, models, the notebook series"
+	@echo "make reproduce [PROFILE=cpu|smoke|paper] [FROM_SCRATCH=1] [SWEEP=plan]  - data, models, the notebook series"
 	@echo "make test                                 - run the test suite (unit tests, browser test, notebooks)"
 	@echo "make book                                 - the series as a static book: runs/book/html/index.html"
 
@@ -37,7 +37,8 @@ book: $(STAMP)
 	$(BIN)/python -m dsda book --out runs/book
 
 # FROM_SCRATCH=1 ignores the shipped pretrained/ checkpoints and trains every model here.
-# SWEEP=cpu-quick first runs that plan through the sweep engine into results/store/ (resuming).
+# SWEEP=PLAN first runs that plan through the sweep engine into results/store/PLAN (resuming: with the committed
+# store nothing runs); on PROFILE=cpu it defaults to cpu-quick, the plan notebook 06 reads. SWEEP= skips it.
 reproduce: data
 	$(if $(FROM_SCRATCH),DSDA_NO_PRETRAINED=1 ,)$(BIN)/python -m dsda reproduce --profile $(PROFILE)$(if $(SWEEP), --sweep $(SWEEP),)
 

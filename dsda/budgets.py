@@ -50,10 +50,15 @@ NOTEBOOK_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         # which methods run on which single-class tasks: all methods on the first task; `all_tasks` on every
         # task (None: all); `multi_methods` on the two-class task (None: all). single None: the profile's
         # eval_classes. "dsda" is the paper's objective, "dsda_kd_head" our cpu default.
-        "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda_kd_head"], "multi_methods": None},
+        # plan: the sweep plan (plans/<plan>.yaml) whose store holds these runs; None: the notebook's grid
+        # becomes a plan of its own (results/store/06_main_results-<profile>). workers: how the missing runs
+        # go (1: serially in the kernel; None: a LocalCluster, one worker per core).
+        "smoke": {"single": [[3]], "all_tasks": ["original", "retrain", "dsda_kd_head"], "multi_methods": None,
+                  "plan": None, "workers": 1},
         "cpu": {"single": [[3], [0], [7]], "all_tasks": ["original", "retrain", "dsda_kd_head"],
-                "multi_methods": ["original", "retrain", "dsda", "dsda_kd_head", "gkt", "lau"]},
-        "paper": {"single": None, "all_tasks": None, "multi_methods": None},
+                "multi_methods": ["original", "retrain", "dsda", "dsda_kd_head", "gkt", "lau"],
+                "plan": "cpu-quick", "workers": None},
+        "paper": {"single": None, "all_tasks": None, "multi_methods": None, "plan": None, "workers": 1},
     },
     "07_playground": {
         "smoke": {"nfe": 20, "n_per_class": 16, "steps": 60, "n_eval": 0},

@@ -5,6 +5,9 @@ record per finished job, consolidated into `table.parquet`. `load` reads that ta
 builds it from the records. One row per method run (kind "result"): `label`, `method`, `recipe`, `task`
 ("3", "3+5"), `forget_classes`, `seed`, every metric of dsda.metrics.evaluate as its own column (A_f, A_r,
 MIA, ...), `ET_s`, `wall_s`, `worker`, `commit`, and `config`, `spec`, `versions` as JSON text.
+
+`ensure(plan)` is how a notebook reads a plan: it first runs what the store still lacks (resume: a finished
+key never runs again), then returns the plan's current results only.
 """
 from __future__ import annotations
 
@@ -34,3 +37,51 @@ def load(plan: str, *, kind: str = "result", include_failed: bool = False, store
     if not include_failed:
         df = df[df.status == "ok"]
     return df.reset_index(drop=True)
+
+
+def committed_store(plan: str) -> Store:
+    """The plan's store in the repository (results/store/<plan>), whatever DSDA_OUTPUT_DIR says."""
+    from .report import project_root
+    return Store(project_root() / "results" / "store" / plan)
+
+
+def _missing(plan: Any, store: Store) -> list[Any]:
+    from .sweep.engine import select
+    from .sweep.jobs import build_graph
+    return [j for j in select(build_graph(plan), store.status()) if j.kind == "result"]
+
+
+def _copy_records(source: Store, dest: Store) -> int:
+    """The source store's finished records into dest (atomically, one by one; dest's own records win)."""
+    have = set(dest.keys())
+    records = [r for r in source.records() if r["status"] == "ok" and r["key"] not in have]
+    for r in records:
+        dest.write(r)
+    return len(records)
+
+
+def ensure(plan: Any, *, workers: int | None = None, serial: bool = False, progress: bool = True) -> Any:
+    """The plan's results as `load` gives them, after running what its store lacks (the engine resumes).
+
+    plan: a name in plans/, a YAML path or a `dsda.sweep.Plan`. The store is results/store/<plan> under the
+    output root (DSDA_OUTPUT_DIR, else the repository). When that is not the repository's own store (the tests,
+    papermill into another folder), the committed store serves: read where it is when it holds every result
+    of the plan, else its records are copied into the output store first, so only what neither holds runs.
+    Only the plan's current results are returned (a store can also hold records of an older version of the
+    plan). serial=True runs in this process; else a LocalCluster of `workers` (None: one per core).
+    """
+    from .sweep.engine import run_plan
+    from .sweep.jobs import build_graph
+    from .sweep.plan import load_plan
+    p = load_plan(plan)
+    out, committed = Store.for_plan(p.name), committed_store(p.name)
+    same = out.root.resolve() == committed.root.resolve()
+    if not same and not _missing(p, committed):
+        out = committed                                   # complete: read the repository's store in place
+    elif not same and committed.keys():
+        _copy_records(committed, out)
+    if _missing(p, out):
+        run_plan(p, store=str(out.root), workers=workers, serial=serial, progress=progress)
+    keys = {j.key for j in build_graph(p) if j.kind == "result"}
+    df = load(p.name, store=out.root)
+    return df[df.key.isin(keys)].reset_index(drop=True)

@@ -272,3 +272,59 @@ def test_job_environment_sets_torch_and_blas_threads_and_restores_them():
     with job_environment(1, seed=0):
         assert torch.get_num_threads() == 1 and blas() and set(blas().values()) == {1}
     assert torch.get_num_threads() == 2 and blas() == outside
+
+
+# ----------------------------------------------------------------------------- how notebooks read a plan
+
+def result_keys(plan) -> set:
+    return {j.key for j in build_graph(load_plan(plan)) if j.kind == "result"}
+
+
+def test_a_grid_built_in_code_has_the_keys_of_the_same_runs_in_a_plan_file():
+    """A key depends on what determines the result, not on the plan holding the run: a notebook's own grid
+    finds the runs a plan file already stored."""
+    from dsda.sweep.plan import grid_plan
+    pairs = [(m, [3]) for m in ("original", "retrain", "dsda", "neggrad")] + [("lau", [3, 8])]
+    grid = grid_plan("a-notebook-grid", "smoke", pairs, seeds=[0, 1])
+    assert grid.count() == 10 and result_keys(grid) < result_keys("smoke")
+    with pytest.raises(PlanError, match="methods"):
+        grid_plan("bad", "smoke", [("no_such_method", [3])], seeds=[0])
+
+
+def test_ensure_reads_a_complete_committed_store_in_place(smoke_dask, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setattr(dsda.results, "committed_store", lambda plan: smoke_dask[0])
+    df = dsda.results.ensure("smoke", serial=True, progress=False)
+    assert len(df) == 24 and set(df.key) == result_keys("smoke")
+    assert not (tmp_path / "results").exists()             # nothing ran, nothing was written
+
+
+def test_ensure_copies_a_partial_committed_store_and_runs_only_the_rest(smoke_dask, tmp_path, monkeypatch, capsys):
+    committed = Store(tmp_path / "committed")
+    done = [r for r in smoke_dask[0].records() if r["kind"] == "result"][:20]
+    for r in done:
+        committed.write(r)
+    monkeypatch.setenv("DSDA_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setattr(dsda.results, "committed_store", lambda plan: committed)
+    df = dsda.results.ensure("smoke", serial=True, progress=False)
+    assert "4 result(s) to run" in capsys.readouterr().out
+    assert len(df) == 24 and set(df.key) == result_keys("smoke") and len(committed.keys()) == 20  # source untouched
+    fresh = {k: v for k, v in metrics_by_key(Store.for_plan("smoke")).items() if k not in {r["key"] for r in done}}
+    assert fresh == {k: v for k, v in metrics_by_key(smoke_dask[0]).items() if k in fresh}   # the same numbers
+
+
+def test_the_committed_cpu_quick_store_serves_notebook_06_on_cpu():
+    """Notebook 06 on cpu reads plan cpu-quick: the plan holds every (method, task) of the notebook's grid, and the
+    committed store holds every result of the plan, so nbval's run of the golden notebook starts no job."""
+    from dsda.baselines import METHODS
+    from dsda.profiles import get_profile
+    from dsda.report import budget
+    b, prof, plan = budget("06_main_results", "cpu"), get_profile("cpu"), load_plan("cpu-quick")
+    assert b["plan"] == "cpu-quick"
+    want = {(m, tuple(t)) for i, t in enumerate(b["single"]) for m in METHODS if i == 0 or m in b["all_tasks"]}
+    want |= {(m, tuple(prof.multi_forget_classes)) for m in b["multi_methods"]}
+    have = {(e.method, t) for e in plan.entries if e.label == e.method and set(prof.seeds) <= set(e.seeds)
+            for t in e.tasks}
+    assert want - have == set()
+    store = dsda.results.committed_store("cpu-quick")
+    assert dsda.results._missing(plan, store) == [], "run: python benchmarks/sweep_speed.py --keep-store"

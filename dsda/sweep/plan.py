@@ -116,6 +116,19 @@ def load_plan(plan: "str | Path | Plan") -> Plan:
     return parse_plan(data, name, str(path))
 
 
+def grid_plan(name: str, profile: str, pairs: "list[tuple[str, list[int]]]", seeds: "list[int]",
+              device: str = "cpu", threads: int = 1) -> Plan:
+    """A plan built in code, checked exactly as a YAML one: `pairs` = (method, forget task) in table order.
+    A notebook that has no plan file for its profile uses this for its own grid."""
+    tasks: dict[str, list] = {}
+    for method, task in pairs:
+        tasks.setdefault(method, []).append(list(task))
+    data = {"description": f"{name}: built in code", "profile": profile, "device": device, "threads": threads,
+            "seeds": list(seeds), "tasks": [list(pairs[0][1])] if pairs else [],
+            "methods": [{"method": m, "tasks": t} for m, t in tasks.items()]}
+    return parse_plan(data, name)
+
+
 # ----------------------------------------------------------------------------- checking
 
 def _fail(plan: str, where: str, message: str) -> PlanError:

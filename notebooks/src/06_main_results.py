@@ -8,41 +8,52 @@
 # **Evidence.** Every registered method (`python -m dsda methods`) unlearns the same original model
 # through one runner that hands it only the data it declares; all metrics come from `dsda.evaluate` on
 # the test split, ET is the wall time of the unlearning itself (Retrain: its training time, recorded
-# with the cached oracle). Mean ± std over forget tasks and seeds.
+# with the oracle's checkpoint). Mean ± std over forget tasks and seeds.
 #
-# **Cost and scope.** The `cpu` profile runs one seed. Table 1 covers every method on forget class 3
-# (T-shirt/top ... Dress), plus DSDA, Retrain and Original on the other evaluation classes; Table 2 forgets
-# classes 3 and 5 at once. A full sweep (all classes, 3 seeds) is a parameter change away
-# (`forget_classes`, `seeds`) and takes about an hour on 2 cores. The header records hardware and commit.
+# **Where the numbers come from.** This chapter computes nothing itself: it reads the results store of a
+# sweep plan (`dsda.results.ensure`), which first runs, through the sweep engine, whatever the store still
+# lacks (a finished run is never repeated). On `cpu` the plan is `cpu-quick` (plans/cpu-quick.yaml) and its
+# store is committed (results/store/cpu-quick, 40 runs, one torch thread each on two worker processes, the
+# timed run of `benchmarks/sweep_speed.py`), so the notebook reads it in seconds; `python -m dsda sweep verify
+# cpu-quick --sample 3` re-runs stored runs and checks their metrics bit for bit. Other profiles build a plan
+# of this notebook's own grid (results/store/06_main_results-<profile>).
+#
+# **Cost and scope.** One seed. Table 1 covers every method on forget class 3 (T-shirt/top ... Dress), plus
+# KD head-only DAMO, Retrain and Original on classes 0 and 7; Table 2 forgets classes 3 and 5 at once. The
+# study over every class and three seeds is a larger plan of the same engine.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
-dataset = None             # None: the profile's data set
-model = None               # None: the profile's model
+plan = None                # None: the budget's plan (cpu: cpu-quick); else a name in plans/ or a YAML path
 forget_classes = None      # None: BUDGETS[...]["single"]: the single-class tasks of Table 1
 multi_forget = None        # None: the profile's multi-class task (cpu: [3, 5]) for Table 2
 seeds = None               # None: the profile's seeds
 methods = None             # None: every registered method (dsda.METHODS)
-device = "auto"            # auto | cpu | cuda | mps
-threads = 2                # torch CPU threads (results depend on it on CPU)
+device = "auto"            # auto: the plan's device (a plan built here: CUDA, MPS or CPU); else it replaces it
+threads = None             # torch threads per job; None: the plan's (1). Part of every run's key
+workers = None             # how missing runs go; None: the budget's (1: serially in this kernel; more: Dask)
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from IPython.display import Markdown, display
 
-import dsda
 from dsda import report
-from dsda.baselines import METHODS, run_method
+from dsda.baselines import METHODS
 from dsda.checks import check_notebook_params
+from dsda.results import ensure
+from dsda.sweep.plan import grid_plan, load_plan
+from dsda.utils import resolve_device
 
 # papermill injects its values just above this cell: check their form before any work
-check_notebook_params(globals(), profile="profile", dataset="name?", model="name?", forget_classes="tasks?",
-                      multi_forget="classes?", seeds="seeds?", methods="names?", device="device",
-                      threads="positive_int?")
-P = report.notebook_profile(profile, dataset, model, device)
+check_notebook_params(globals(), profile="profile", plan="name?", forget_classes="tasks?", multi_forget="classes?",
+                      seeds="seeds?", methods="names?", device="device", threads="positive_int?",
+                      workers="positive_int?")
+P = report.notebook_profile(profile)
 BUDGETS = report.budget("06_main_results", profile)   # dsda/budgets.py
 single = [list(t) if isinstance(t, (list, tuple)) else [t] for t in (forget_classes or BUDGETS["single"] or [[c] for c in P.eval_classes])]
 multi = list(multi_forget or P.multi_forget_classes)
@@ -51,34 +62,52 @@ methods = list(methods or METHODS)
 unknown = [m for m in methods if m not in METHODS]
 if unknown:
     raise ValueError(f"methods: unknown {unknown}; allowed: {list(METHODS)}")
-run = report.start("06_main_results", profile, dict(dataset=P.dataset, model=P.model, single=single,
-                   multi=multi, seeds=seeds, methods=methods, budgets=BUDGETS), device, threads)
+multi_methods = BUDGETS["multi_methods"]
+workers = workers or BUDGETS["workers"]
 
 
-def plan(task_list, who):
+def grid(task_list, who):
     """(method, task) pairs: `who` = methods allowed beyond the first task (None = all)."""
     return [(m, t) for i, t in enumerate(task_list) for m in methods if i == 0 or who is None or m in who]
 
 
+pairs = {"single": grid(single, BUDGETS["all_tasks"]),
+         "multi": [(m, multi) for m in methods if multi_methods is None or m in multi_methods]}
+plan = plan or BUDGETS["plan"]
+SWEEP = load_plan(plan) if plan else grid_plan(f"06_main_results-{profile}", profile, pairs["single"] + pairs["multi"],
+                                               seeds, resolve_device(device).type)
+SWEEP = SWEEP.replace(**({"device": device} if device != "auto" else {}), **({"threads": threads} if threads else {}))
+run = report.start("06_main_results", profile, dict(dataset=P.dataset, model=P.model, single=single,
+                   multi=multi, seeds=seeds, methods=methods, budgets=BUDGETS, plan=SWEEP.name,
+                   plan_device=SWEEP.device, plan_threads=SWEEP.threads), device, SWEEP.threads)
+print(f"plan {SWEEP.name} ({SWEEP.count()} runs, {SWEEP.device}, {SWEEP.threads} thread(s) per run)")
+
 # %%
-def run_all(pairs, label):
-    rows = []
-    for name, task in pairs:
+results = ensure(SWEEP, workers=workers, serial=workers == 1, progress=False)
+results = results[results.label == results.method]   # the method's own entry (a plan may add tuned variants)
+
+
+def rows_of(label):
+    """The store's runs of this notebook's (method, task) pairs for `label`; an error names what is missing."""
+    out = []
+    for name, task in pairs[label]:
         for seed in seeds:
-            rec = run_method(name, profile=P, forget_classes=task, seed=seed, progress=False)
-            m = rec["metrics"]
-            rows.append({"table": label, "method": METHODS[name].title, "key": name,
-                         "data": METHODS[name].data_access, "task": str(task), "seed": seed,
-                         "A_f": m["A_f"], "A_r": m["A_r"], "MIA": m["MIA"], "MIA_loss_cv": m["MIA_loss_cv"],
-                         "MIA_conf_svc": m["MIA_conf_svc"], "ET_s": rec["ET_s"], "ET_source": rec["ET_source"]})
-            print(f"{label:6s} {METHODS[name].title:15s} forget {task} seed {seed}: A_f {m['A_f']:6.2f}  "
-                  f"A_r {m['A_r']:6.2f}  MIA {m['MIA']:6.2f}  ET {rec['ET_s']:7.1f} s")
-    return pd.DataFrame(rows)
+            hit = results[(results.method == name) & (results.forget_classes == json.dumps(task))
+                          & (results.seed == seed)]
+            if len(hit) != 1:
+                raise ValueError(f"plan {SWEEP.name}: {len(hit)} finished run(s) of {name} on {task}, seed {seed} "
+                                 f"(expected 1); add it to the plan or see the failed records in its store")
+            r = hit.iloc[0]
+            out.append({"table": label, "method": METHODS[name].title, "key": name, "data": METHODS[name].data_access,
+                        "task": str(task), "seed": seed, **{k: r[k] for k in ("A_f", "A_r", "MIA", "MIA_loss_cv",
+                        "MIA_conf_svc", "ET_s", "ET_source")}})
+    return pd.DataFrame(out)
 
 
-single_rows = run_all(plan(single, BUDGETS["all_tasks"]), "single")
-multi_methods = BUDGETS["multi_methods"]
-multi_rows = run_all([(m, multi) for m in methods if multi_methods is None or m in multi_methods], "multi")
+single_rows, multi_rows = rows_of("single"), rows_of("multi")
+for _, r in pd.concat([single_rows, multi_rows]).iterrows():
+    print(f"{r.table:6s} {r.method:30s} forget {r.task} seed {r.seed}: A_f {r.A_f:6.2f}  A_r {r.A_r:6.2f}  "
+          f"MIA {r.MIA:6.2f}  ET {r.ET_s:7.1f} s")
 
 # %%
 def table(rows):
