@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from .checks import NonFiniteError, check_finite_model, nonfinite_tensors, validate_seed
 from .losses import (circle_center_loss, class_centres, forget_loss, original_similarities, retain_loss,
-                     teacher_distribution)
+                     teacher_distribution, teacher_from_logits)
 from .modes import eval_logits, kept_modes
 from .damo_config import DAMO_FIELDS, OPTIMA, ORIGINS, TRAIN_SCOPES, DamoConfig  # noqa: F401  (re-exported)
 from .multitask import GradBuffers, anchor_direction, multitask_direction
@@ -57,6 +57,28 @@ def forget_rate(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, 
     class predicted as another, which the retrained model never does.
     """
     return float(forget_mask[eval_logits(model, x_f, batch).argmax(1)].float().mean())
+
+
+def fixed_features(model: nn.Module, cfg: DamoConfig, x: torch.Tensor) -> torch.Tensor | None:
+    """model.features(x) computed once, for head-only DAMO (ours; issue 15), else None.
+
+    With train_scope="fc" only the head changes and the backbone runs with BatchNorm in eval mode
+    (`_set_train_mode`), so the features of the synthetic samples are the same at every step: the head trains
+    on them, with no forward or autograd through the backbone per step. Same batches as `eval_logits`, so the
+    logits fc(h) equal the model's outputs. None where the backbone would act otherwise in training mode
+    (an active dropout module) or for train_scope "all" / "last"."""
+    dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+    if cfg.train_scope != "fc" or dropout:
+        return None
+    b = cfg.eval_batch_size
+    with kept_modes(model), torch.no_grad():
+        return torch.cat([model.features(x[i:i + b]) for i in range(0, len(x), b)])
+
+
+@torch.no_grad()
+def head_logits(model: nn.Module, h: torch.Tensor, batch: int) -> torch.Tensor:
+    """fc(h) in batches of `batch`, no gradient (the head's logits on fixed features)."""
+    return torch.cat([model.fc(h[i:i + batch]) for i in range(0, len(h), batch)])
 
 
 class _Batches:
@@ -163,6 +185,8 @@ class _State:
     o_n: float = 0.0
     teacher: torch.Tensor | None = None
     val: tuple[torch.Tensor, torch.Tensor] | None = None   # held-out part of D^_r (holdout > 0)
+    h_r: torch.Tensor | None = None                         # fixed features of x_r, x_f (head-only DAMO)
+    h_f: torch.Tensor | None = None
 
 
 def _masks(num_classes: int, retain: list[int], forget: list[int], dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,22 +228,30 @@ def _prepare(model, cfg: DamoConfig, x_r, y_r, x_f, y_f, seed: int, centres) -> 
     row_of, forget_mask = _masks(num_classes, retain, forget, dev)
     circle = _circle_terms(model, cfg, x_r, y_r, retain, row_of, centres) if cfg.disc else (None, None, 0.0, 0.0)
     params = scope_parameters(model, cfg.train_scope)
-    teacher = (teacher_distribution(model, x_r, forget_mask, cfg.kd_temperature, cfg.eval_batch_size)
-               if cfg.retain_loss == "kd" else None)  # the original model: damo runs on a fresh copy
+    h_r, h_f = fixed_features(model, cfg, x_r), fixed_features(model, cfg, x_f)
+    teacher = _teacher(model, cfg, x_r, h_r, forget_mask) if cfg.retain_loss == "kd" else None
     buf = GradBuffers(params, cfg.n_tasks)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rb, fb = _Batches(len(x_r), cfg.batch_retain, gen), _Batches(len(x_f), cfg.batch_forget, gen)
-    state = _State(x_r, y_r, x_f, y_f, row_of, forget_mask, params, buf, opt, rb, fb, *circle, teacher, val)
+    state = _State(x_r, y_r, x_f, y_f, row_of, forget_mask, params, buf, opt, rb, fb, *circle, teacher, val, h_r, h_f)
     return state, retain, forget
+
+
+def _teacher(model: nn.Module, cfg: DamoConfig, x_r, h_r, forget_mask) -> torch.Tensor:
+    """The original model's softened retain-class distribution on D^_r (damo runs on a fresh copy)."""
+    if h_r is None:
+        return teacher_distribution(model, x_r, forget_mask, cfg.kd_temperature, cfg.eval_batch_size)
+    return teacher_from_logits(head_logits(model, h_r, cfg.eval_batch_size), forget_mask, cfg.kd_temperature)
 
 
 def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, Any]:
     """One DAMO step (the loop body, docs/EQUATIONS.md, "DAMO loop"); returns what the history records."""
     dev = s.x_r.device
     ri, fi = s.rb.next().to(dev), s.fb.next().to(dev)
-    h_r = model.features(s.x_r[ri])
+    h_r = model.features(s.x_r[ri]) if s.h_r is None else s.h_r[ri]
     l_r = retain_loss(model.fc(h_r), s.y_r[ri], None if s.teacher is None else s.teacher[ri], cfg.kd_temperature)
-    l_f = forget_loss(model(s.x_f[fi]), s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound)
+    logits_f = model(s.x_f[fi]) if s.h_f is None else model.fc(s.h_f[fi])
+    l_f = forget_loss(logits_f, s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound)
     s.buf.fill(1, l_f)
     s.buf.fill(0, l_r, retain_graph=cfg.disc)  # h_r's graph is reused by L_Disc
     l_d = None
@@ -240,7 +272,11 @@ def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, 
 
 def _check(model: nn.Module, cfg: DamoConfig, s: _State, step: int, callback) -> tuple[dict[str, Any], float]:
     """The stopping statistic on D^_f (and the held-out retain accuracy); the callback's time is returned apart."""
-    check = {"step": step, "forget_rate": forget_rate(model, s.x_f, s.forget_mask, cfg.eval_batch_size)}
+    if s.h_f is None:
+        rate = forget_rate(model, s.x_f, s.forget_mask, cfg.eval_batch_size)
+    else:  # the same statistic from the fixed features
+        rate = float(s.forget_mask[head_logits(model, s.h_f, cfg.eval_batch_size).argmax(1)].float().mean())
+    check = {"step": step, "forget_rate": rate}
     if s.val is not None:
         pred = eval_logits(model, s.val[0], cfg.eval_batch_size).argmax(1)
         check["val_retain_acc"] = float((pred == s.val[1]).float().mean())

@@ -45,7 +45,12 @@ def retain_loss(logits: torch.Tensor, y: torch.Tensor, teacher_p: torch.Tensor |
 def teacher_distribution(model: nn.Module, x: torch.Tensor, forget_mask: torch.Tensor, temperature: float,
                          batch: int = 512) -> torch.Tensor:
     """The model's temperature-softened class distribution on `x`, renormalised over the retain classes."""
-    logits = eval_logits(model, x, batch) / temperature
+    return teacher_from_logits(eval_logits(model, x, batch), forget_mask, temperature)
+
+
+def teacher_from_logits(logits: torch.Tensor, forget_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`teacher_distribution` from the logits themselves (head-only DAMO computes them from fixed features)."""
+    logits = logits / temperature
     return torch.softmax(logits.masked_fill(forget_mask, float("-inf")), dim=1)
 
 

@@ -172,12 +172,13 @@ def new_record(spec: dict[str, Any], script: str, fixed: dict[str, Any]) -> dict
 
 
 def add_variant(record: dict[str, Any], variant: dict[str, Any], config: dict[str, Any],
-                results: list[dict[str, Any]], path: Path) -> None:
-    """Append one variant's scores (with the old numbers beside them) and rewrite the file."""
+                results: list[dict[str, Any]], path: Path, **extra: Any) -> None:
+    """Append one variant's scores (with the old numbers beside them) and rewrite the file; `extra`: more
+    keys of the variant's record (tune_damo.py: the `sampler_config` its set was made with)."""
     old = variant.get("old", {})
     rows = [{**r, **({"old": old[task_label(r["task"])]} if task_label(r["task"]) in old else {})} for r in results]
     record["variants"].append({"name": variant["name"], "settings": variant["settings"], "config": config,
-                               "results": rows})
+                               **extra, "results": rows})
     atomic_write_json(partial_path(path), record)
 
 
@@ -236,6 +237,7 @@ def _fmt(r: dict[str, Any]) -> str:
     extra = [str(r["steps"]) + ("" if r.get("stop") in (None, "forgotten") else " max")] if "steps" in r else []
     secs = r.get("s_damo", r.get("ET_s"))
     extra += [f"{secs:.0f} s"] if secs is not None else []
+    extra += [f"synthesis {r['s_synth']:.0f} s, NFE {r['nfe_spent']:.1f}"] if "nfe_spent" in r else []
     held_out = r.get("check", {}).get("check_forget_prob")
     extra += [f"held-out p {held_out:.3f}"] if held_out is not None else []
     return f"{r['val_A_f']:.2f} / {r['val_A_r']:.2f}" + (f" ({'; '.join(extra)})" if extra else "")
