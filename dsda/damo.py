@@ -36,6 +36,11 @@ from .multitask import GradBuffers, anchor_direction, multitask_direction
 from .utils import check_choice, resolve_device
 
 
+# False: head-only DAMO runs the backbone at every step as before issue 15 (the same weights bit for bit, a test
+# checks); kept so benchmarks/dsda_speed.py can time both paths side by side.
+FIXED_FEATURES = True
+
+
 # ----------------------------------------------------------------------------- what DAMO updates and reads
 
 def scope_parameters(model: nn.Module, scope: str) -> list[nn.Parameter]:
@@ -68,7 +73,7 @@ def fixed_features(model: nn.Module, cfg: DamoConfig, x: torch.Tensor) -> torch.
     logits fc(h) equal the model's outputs. None where the backbone would act otherwise in training mode
     (an active dropout module) or for train_scope "all" / "last"."""
     dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
-    if cfg.train_scope != "fc" or dropout:
+    if cfg.train_scope != "fc" or dropout or not FIXED_FEATURES:
         return None
     b = cfg.eval_batch_size
     with kept_modes(model), torch.no_grad():

@@ -64,9 +64,14 @@ Structure: one function per update of Alg. 1 (`sgld_step`, `heun_step`, `aegds_s
 (`run_chains`) that schedules the step size, draws the noise and records diagnostics;
 `dsda.synthesis.synthesize` runs it on a model.
 
-Speed: the loop never synchronises with the host except once every ``diag_every`` steps, where it
-reads the diagnostics and a device-side record of which score evaluations were finite; a non-finite
-energy or score stops the run with a `NonFiniteError` naming the exact step and the settings.
+Goal-sized synthesis (``target_energy``, ours): a chain stops at the first state whose energy is at most
+the target and leaves the batch, so ``nfe`` becomes a cap (`dsda.chains`, which also counts the NFE each
+sample spent).
+
+Speed: with a fixed budget the loop never synchronises with the host except once every ``diag_every``
+steps, where it reads the diagnostics and a device-side record of which score evaluations were finite
+(with a target it also reads which chains are done, once per step); a non-finite energy or score stops
+the run with a `NonFiniteError` naming the exact step and the settings.
 """
 from __future__ import annotations
 

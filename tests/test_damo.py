@@ -528,3 +528,37 @@ def test_no_grad_helpers_restore_every_modules_own_mode():
     L.teacher_distribution(model, x_r, mask, 4.0)
     D.forget_rate(model, x_f, mask)
     assert [m.training for m in model.modules()] == modes
+
+
+# ----------------------------------------------------------------------------- head-only DAMO on fixed features
+
+def _kd_fc(**kw):
+    return D.DamoConfig(**{**FAST, "disc": False, "train_scope": "fc", "retain_loss": "kd", "lr": 5e-2,
+                           "max_steps": 20, **kw})
+
+
+def test_head_only_damo_on_fixed_features_gives_the_same_weights_bit_for_bit(monkeypatch):
+    """train_scope="fc" trains the head on features computed once (issue 15); the per-step backbone forward it
+    replaces (FIXED_FEATURES = False) must give the same weights, checks and losses, bit for bit."""
+    x_r, y_r, x_f, y_f = tiny_data()
+    reports, states = [], []
+    for fixed in (True, False):
+        monkeypatch.setattr(D, "FIXED_FEATURES", fixed)
+        model = tiny_model()
+        reports.append(D.damo(model, x_r, y_r, x_f, y_f, _kd_fc(), seed=0))
+        states.append(_state(model))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert reports[0]["checks"] == reports[1]["checks"] and reports[0]["loss_retain"] == reports[1]["loss_retain"]
+    assert reports[0]["loss_forget"] == reports[1]["loss_forget"] and reports[0]["steps"] == reports[1]["steps"]
+
+
+def test_fixed_features_only_for_a_head_only_scope_without_dropout():
+    x_r = tiny_data()[0]
+    model = tiny_model()
+    h = D.fixed_features(model, _kd_fc(), x_r)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(h, model.features(x_r))
+    assert D.fixed_features(model, _kd_fc(train_scope="last"), x_r) is None
+    model.stages[-1].append(nn.Dropout(0.5))        # dropout acts in training mode: features are not fixed
+    assert D.fixed_features(model, _kd_fc(), x_r) is None
