@@ -5,6 +5,7 @@
     python benchmarks/tune_damo.py '[3, 5]' '[{"disc": false, "lr": 5e-5, "patience": 1, "forget_bound": 2.0}]' 64
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 5e-5}]' 64 --trace
     python benchmarks/tune_damo.py '[7]' '[{"disc": false, "lr": 1e-3}]' --name my_try   # also writes my_try.json
+    python benchmarks/tune_damo.py --study benchmarks/studies/cpu_goal_synthesis.json --choose   # see below
 
 One AEGDS set (n_per_class images of every class, nfe 40, seed 0) from the cpu original model, then DAMO with
 each variant (DamoConfig fields, over DamoConfig's defaults) on a copy, for every task (list of forget classes)
@@ -18,8 +19,9 @@ dsda.tuning.VALIDATION: a seeded 6,000-image subset of the TRAIN split, never th
 
 A study spec (see dsda/tuning.py) names the tasks, the variants and the chosen one; the positional form is one
 task and unnamed variants, and writes a file only with `--name`. Prints one JSON line per variant and task;
-`<name>.json.partial` holds the progress after every variant. TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded
-synthesis time is reused). `--trace` adds the validation (A_f, A_r) at every check (time excluded).
+`<name>.json.partial` holds the progress after every variant. A study chosen from its own numbers gets its spec's
+`chosen` afterwards with `--choose` (the record must hold exactly the spec's variants; it is marked so).
+TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded synthesis time is reused). `--trace` adds the validation (A_f, A_r) at every check (time excluded).
 Run with OMP_NUM_THREADS=1 on the shared 2-core machine.
 """
 import copy
@@ -179,4 +181,7 @@ def main(spec, n_per_class=64, trace=False, save=True):
 
 
 if __name__ == "__main__":
-    main(*parse(sys.argv[1:]))
+    if "--choose" in sys.argv:   # the spec's `chosen`, written into its complete record (dsda.tuning.record_choice)
+        print("wrote", tuning.record_choice(parse([a for a in sys.argv[1:] if a != "--choose"])[0]))
+    else:
+        main(*parse(sys.argv[1:]))
