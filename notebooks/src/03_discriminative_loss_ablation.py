@@ -82,21 +82,18 @@ run = report.start("03_discriminative_loss_ablation", profile,
 # change, so the Circle loss cannot act there and has no ablation. The ablations are the switches
 # (`sampler="sgld"`: plain SGLD with the same number of score evaluations instead of AEGDS; `disc=False`: no
 # Circle loss; `multitask=False`: update along the weighted sum g_T instead of the Theorem 3.3 direction).
-# "Standard losses" switches off both `disc` and `multitask`. Stage 1 depends on the recipe's stage-1 settings
-# (on `cpu`, KD head-only DAMO's chains stop at a target energy, the paper family's run 40 NFE), the sampler and
-# the seed, so each synthetic set is drawn once per recipe and sampler (`dsda.synthetic_set`, exactly as
-# `unlearn` would draw it) and passed to every variant that uses it (and to section 4); a variant's ET is the
-# synthesis time of its set plus its own DAMO time (`unlearn` counts both).
+# "Standard losses" switches off both `disc` and `multitask`. Stage 1 depends only on the sampler and the
+# seed, so each synthetic set is drawn once (`dsda.synthetic_set`, exactly as `unlearn` would draw it) and
+# passed to every variant that uses it (and to section 4); a variant's ET is the synthesis time of its set
+# plus its own DAMO time (`unlearn` counts both).
 
 # %%
 original = dsda.original_model(P, seed=seed, progress=False)
 oracle = dsda.retrain_model(P, forget, seed=seed, progress=False)
 PAPER, HEAD = recipe_for(METHODS["dsda"], profile), recipe_for(METHODS["dsda_kd_head"], profile)
 HEAD_NAME = get_recipe(HEAD).title.split(" (")[0]   # "KD head-only DAMO"
-# Stage 1 depends on the recipe's stage 1, the sampler and the seed: one set per (recipe, sampler), shared by
-# every variant that uses it
-SYN = {(r, s): dsda.synthetic_set(original, P, seed=seed, recipe=r, sampler=s)
-       for r in (PAPER, HEAD) for s in ("aegds", "sgld")}
+# Stage 1 depends only on the sampler and the seed: one set per sampler, shared by every variant that uses it
+SYN = {s: dsda.synthetic_set(original, P, seed=seed, recipe=PAPER, sampler=s) for s in ("aegds", "sgld")}
 VARIANTS = {"DSDA": (PAPER, {}),
             "standard losses": (PAPER, dict(disc=False, multitask=False)),
             "DSDA-w-EGDS": (PAPER, dict(sampler="sgld")),
@@ -109,7 +106,7 @@ models = {"Original": original, "Retrain": oracle}
 reports = {}
 for name, (recipe, ov) in VARIANTS.items():
     models[name], reports[name] = dsda.unlearn(original, forget, P, seed=seed, recipe=recipe,
-                                               synthetic=SYN[recipe, ov.get("sampler", "aegds")], **ov)
+                                               synthetic=SYN[ov.get("sampler", "aegds")], **ov)
 
 test = dsda.load_dataset(P.dataset, "test")
 is_f = torch.isin(test.y, torch.tensor(forget))
@@ -272,7 +269,7 @@ def test_numbers(step, m):
 
 traces, sens_rows = {}, []
 for lr in B["lrs"]:
-    _, rep = dsda.unlearn(original, forget, P, seed=seed, recipe=HEAD, synthetic=SYN[HEAD, "aegds"], lr=float(lr),
+    _, rep = dsda.unlearn(original, forget, P, seed=seed, recipe=HEAD, synthetic=SYN["aegds"], lr=float(lr),
                           max_steps=int(B["sens_max_steps"]), patience=int(B["sens_max_steps"]) + 1, holdout=0.2,
                           callback=test_numbers)
     tr = pd.DataFrame([{"step": c["step"], "forget rate (syn)": 100 * c["forget_rate"],

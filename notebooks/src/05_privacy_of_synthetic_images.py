@@ -20,7 +20,7 @@
 #    variant of DSDA's stage 2, see `dsda/recipes.py`; elsewhere the paper's objective, "DSDA").
 #
 # **Cost.** On the `cpu` profile (Fashion-MNIST), about 50 s on 2 cores. Most of it is one `dsda.unlearn`
-# run (the recipe's synthetic images, then DAMO) and the forward passes of three models for the
+# run (64 synthetic images per class, then DAMO) and the forward passes of three models for the
 # attacks. It uses the profile's seeds: one on `cpu`, three on `paper`.
 
 # %% tags=["parameters"]
@@ -76,7 +76,7 @@ for key, value in {"n_synthetic": n_synthetic, "n_real": n_real, "mia_train_frac
         B[key] = value
 RECIPE = get_recipe(None, P)                             # what dsda.unlearn runs on this profile
 NAME = RECIPE.title.split(" (")[0]                       # its honest name: "KD head-only DAMO" on cpu
-SAMPLER = {"nfe": RECIPE.sampler.nfe, "target_energy": RECIPE.sampler.target_energy}   # AEGDS as dsda.unlearn runs it
+SAMPLER = {"nfe": RECIPE.sampler.nfe}                    # AEGDS settings as dsda.unlearn runs them
 run = report.start("05_privacy_of_synthetic_images", profile,
                    dict(dataset=P.dataset, model=P.model, forget=forget, seeds=seeds, sampler=SAMPLER, **B),
                    device, threads)

@@ -14,8 +14,8 @@
 # **Cost.** With `interactive = False` (batch runs: papermill, nbval) the widgets are not shown and
 # one small configuration runs once: about 30 s on 2 cores on the `cpu` profile, one seed. Set
 # `interactive = True` in a running Jupyter to get the controls. Larger settings take longer.
-# The profile's recipe (`dsda/recipes.py`; cpu: `cpu-kd-head`, 32 images per class whose chains stop at
-# energy 0.05 or 40 NFE, KD head-only DAMO up to 300 steps) takes a few seconds on 2 CPU cores.
+# The profile's recipe (`dsda/recipes.py`; cpu: `cpu-kd-head`, 64 images per class, NFE 40,
+# KD head-only DAMO up to 300 steps) takes about 20 s on 2 CPU cores.
 
 # %% tags=["parameters"]
 profile = "cpu"            # smoke | cpu | paper | paper-cifar100 | paper-fmnist
