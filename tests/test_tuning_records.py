@@ -15,12 +15,12 @@ from dsda.recipes import CPU_CE_ALL, CPU_GOAL_SYNTHESIS, CPU_KD_HEAD, RECIPES
 from dsda.utils import to_jsonable
 
 # Study -> (the name its `chosen` field gives, what that became in the code). The records were written when the
-# settings were called CPU_CANDIDATE / CPU_PREVIOUS; they are now the recipes cpu-kd-head-v1 / cpu-ce-all
+# settings were called CPU_CANDIDATE / CPU_PREVIOUS; they are now the recipes cpu-kd-head / cpu-ce-all
 # (dsda/recipes.py), whose values are CPU_KD_HEAD / CPU_CE_ALL over the cpu budget. cpu_goal_synthesis (issue 15)
-# chose the stage 1 of cpu-kd-head: CPU_GOAL_SYNTHESIS over cpu-kd-head-v1's DAMO.
+# chose the stage 1 of cpu-kd-head-goal: CPU_GOAL_SYNTHESIS over cpu-kd-head's DAMO.
 REGISTERED = {
-    "cpu_default": ("CPU_CANDIDATE", lambda: ("cpu-kd-head-v1", CPU_KD_HEAD)),
-    "cpu_goal_synthesis": ("cpu-kd-head", lambda: ("cpu-kd-head", {**CPU_KD_HEAD, **CPU_GOAL_SYNTHESIS})),
+    "cpu_default": ("CPU_CANDIDATE", lambda: ("cpu-kd-head", CPU_KD_HEAD)),
+    "cpu_goal_synthesis": ("cpu-kd-head-goal", lambda: ("cpu-kd-head-goal", {**CPU_KD_HEAD, **CPU_GOAL_SYNTHESIS})),
     "cpu_heldout": ("CPU_PREVIOUS", lambda: ("cpu-ce-all", CPU_CE_ALL)),
     "baseline_ssd": ("SSD's cpu config", lambda: ("ssd", get_method("ssd").profile_overrides["cpu"])),
     "baseline_unsir": ("UNSIR's cpu config", lambda: ("unsir", get_method("unsir").profile_overrides["cpu"])),

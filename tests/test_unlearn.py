@@ -95,14 +95,14 @@ def test_registered_recipes_keep_their_documented_values():
     """The cpu default must not be called plain DSDA; the paper objective keeps the paper method's name."""
     from dsda.recipes import RECIPES
     assert RECIPES["paper"].title == "DSDA" and RECIPES["paper"].damo.disc and RECIPES["paper"].damo.train_scope == "all"
-    for name in ("cpu-kd-head", "cpu-kd-head-v1"):
+    for name in ("cpu-kd-head", "cpu-kd-head-goal"):
         cpu = RECIPES[name]
         assert "DSDA" not in cpu.title and not cpu.damo.disc
         assert (cpu.damo.retain_loss, cpu.damo.train_scope, cpu.damo.lr, cpu.damo.forget_bound, cpu.damo.patience) == (
             "kd", "fc", 1e-3, 10.0, 2) and cpu.damo.max_steps == 300
-    new, v1 = RECIPES["cpu-kd-head"], RECIPES["cpu-kd-head-v1"]     # issue 15: goal-sized stage 1
-    assert (new.n_per_class, new.sampler.nfe, new.sampler.target_energy) == (32, 40, 0.05)
-    assert (v1.n_per_class, v1.sampler.nfe, v1.sampler.target_energy) == (64, 40, None)
+    goal, cpu = RECIPES["cpu-kd-head-goal"], RECIPES["cpu-kd-head"]     # issue 15: goal-sized stage 1 (not default)
+    assert (goal.n_per_class, goal.sampler.nfe, goal.sampler.target_energy) == (32, 40, 0.05)
+    assert (cpu.n_per_class, cpu.sampler.nfe, cpu.sampler.target_energy) == (64, 40, None)
 
 
 def test_a_shared_synthetic_set_gives_the_same_weights_and_counts_its_time():
@@ -197,16 +197,15 @@ def test_dsda_unlearn_stays_the_function_after_the_module_is_imported():
     assert callable(dsda.unlearn) and dsda.unlearn is U.unlearn
 
 
-# SHA-256 (dsda.train.state_digest) of the unlearned weights, forget class 3, seed 0. CPU_DEFAULT_CLASS3_DIGEST is the
-# cpu default until issue 15, now recipe cpu-kd-head-v1, measured at commit 6406888 with 1 and 2 threads (identical;
-# still so after issue 15's head-only DAMO on fixed features). CPU_KD_HEAD_CLASS3_DIGEST is the recipe cpu-kd-head
-# since issue 15 (goal-sized synthesis), measured with the code of the commit that adds it, 1 and 2 threads (identical).
-# Restructuring the code must not change a single bit of them.
+# SHA-256 (dsda.train.state_digest) of the unlearned weights, forget class 3, seed 0. The cpu default, cpu-kd-head, was
+# measured at commit 6406888 with 1 and 2 threads (identical; still so with issue 15's head-only DAMO on fixed
+# features); cpu-kd-head-goal (issue 15, goal-sized synthesis) with the code of the commit that adds it, 1 and 2
+# threads (identical). Restructuring the code must not change a single bit of them.
 RECIPE_CLASS3_DIGESTS = {
-    "cpu-kd-head-v1": "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f",   # CPU_DEFAULT_CLASS3_DIGEST
-    "cpu-kd-head": "1aec344039865cbdbee4cb44c9d548354a4a9d935512da652e21efd5d746eb74",
+    "cpu-kd-head": "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f",   # CPU_DEFAULT_CLASS3_DIGEST
+    "cpu-kd-head-goal": "1aec344039865cbdbee4cb44c9d548354a4a9d935512da652e21efd5d746eb74",
 }
-CPU_DEFAULT_CLASS3_DIGEST = RECIPE_CLASS3_DIGESTS["cpu-kd-head-v1"]
+CPU_DEFAULT_CLASS3_DIGEST = RECIPE_CLASS3_DIGESTS["cpu-kd-head"]
 
 
 @pytest.mark.slow
