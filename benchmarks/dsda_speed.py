@@ -165,7 +165,7 @@ def figure(rows: list[dict], path: Path) -> None:
     ax.set_xticks(range(len(rows)), [f"forget {r['task']}" for r in rows])
     ax.set_ylabel("ET, median (s)")
     ax.set_title("KD head-only DAMO: fixed features and goal-sized synthesis (one run, interleaved)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
