@@ -10,8 +10,10 @@
 
 One AEGDS set (n_per_class images of every class, nfe 40, seed 0) from the cpu original model, then DAMO with
 each variant (DamoConfig fields, over DamoConfig's defaults) on a copy, for every task (list of forget classes)
-the variant names. A variant may name `n_per_class` (a separate AEGDS set, seed 0; its synthesis time is
-`s_extra_synth`). The held-out synthetic check set (`n_check_per_class`) was removed from DAMO when the core
+the variant names. A variant may name `n_per_class` or SamplerConfig fields (`target_energy`, `nfe`, ...: a
+separate AEGDS set, seed 0, of every class, shared by the variant's tasks; its synthesis time is
+`s_extra_synth`). Every result row carries the seconds of the set it used (`s_synth`) and the mean NFE per
+sample that set actually spent (`nfe_spent`; dsda/chains.py), and each variant its full `sampler_config`. The held-out synthetic check set (`n_check_per_class`) was removed from DAMO when the core
 was restructured (issue 12: no recipe used it); the study `cpu_heldout` that measured it is kept as a record
 (results/tuning/cpu_heldout.json, written at the commit it names) and can no longer be re-run. Scored on
 dsda.tuning.VALIDATION: a seeded 6,000-image subset of the TRAIN split, never the test split. A spec with
@@ -21,8 +23,9 @@ images); the retrained models' own scores go to the record's `reference_scores`.
 
 A study spec (see dsda/tuning.py) names the tasks, the variants and the chosen one; the positional form is one
 task and unnamed variants, and writes a file only with `--name`. Prints one JSON line per variant and task;
-`<name>.json.partial` holds the progress after every variant. TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded
-synthesis time is reused). `--trace` adds the validation (A_f, A_r) at every check (time excluded).
+`<name>.json.partial` holds the progress after every variant. A study chosen from its own numbers gets its spec's
+`chosen` afterwards with `--choose` (the record must hold exactly the spec's variants; it is marked so).
+TUNE_DAMO_CACHE=DIR caches the synthetic sets there (their recorded synthesis time is reused). `--trace` adds the validation (A_f, A_r) at every check (time excluded).
 Run with OMP_NUM_THREADS=1 on the shared 2-core machine.
 """
 import copy
@@ -39,11 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dsda  # noqa: E402
 from dsda import tuning  # noqa: E402
 from dsda.damo import DamoConfig, damo  # noqa: E402
-from dsda.sampler import make_config  # noqa: E402
+from dsda.sampler import SamplerConfig, make_config  # noqa: E402
 
 NFE, SEED = 40, 0
-SET_FIELDS = ("n_per_class",)   # variant keys that are not DamoConfig fields
 UNUSED_CONFIG = ("device", "progress")              # DamoConfig fields that do not change what DAMO computes
+SAMPLER_KEYS = tuple(f.name for f in dataclasses.fields(SamplerConfig) if f.name not in UNUSED_CONFIG)
+SET_FIELDS = ("n_per_class", *SAMPLER_KEYS)         # variant keys that are not DamoConfig fields: they make a set
 
 
 def parse(argv):
@@ -68,33 +72,55 @@ def damo_config(settings):
     n = settings.get("n_per_class", 2)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"variant setting n_per_class must be an integer >= 2, got {n!r}")
+    sampler_config(settings)   # a bad sampler setting fails here too
     cfg = dataclasses.asdict(DamoConfig(**{k: v for k, v in settings.items() if k not in SET_FIELDS}))
     return {k: v for k, v in cfg.items() if k not in UNUSED_CONFIG}
 
 
+def sampler_settings(settings):
+    """The variant's SamplerConfig fields (over the study's AEGDS at nfe 40), in a fixed order."""
+    return {k: settings[k] for k in SAMPLER_KEYS if k in settings}
+
+
+def sampler_config(settings):
+    """The full SamplerConfig a variant's set is made with (JSON-ready, minus fields that change nothing)."""
+    cfg = make_config(None, **{"sampler": "aegds", "nfe": NFE, **sampler_settings(settings)})
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in UNUSED_CONFIG}
+
+
+def _cache_file(root, classes, n, seed, sampler):
+    """The cached set's file; the base set keeps the name earlier studies wrote."""
+    label = "".join(f"_{k}-{v}" for k, v in sampler.items())
+    return root / f"{'-'.join(map(str, classes))}_{n}_{seed}{label}.pt" if root is not None else None
+
+
 def synthesiser(orig, record):
-    """synth(classes, n, seed) -> (x, y, seconds), each set made once (or read from TUNE_DAMO_CACHE)."""
+    """synth(classes, n, seed, sampler) -> (x, y, seconds, mean NFE spent), each set made once (or read from
+    TUNE_DAMO_CACHE); `sampler` = SamplerConfig fields over AEGDS at nfe 40."""
     sets = {}
     root = Path(os.environ["TUNE_DAMO_CACHE"]) if os.environ.get("TUNE_DAMO_CACHE") else None
 
-    def synth(classes, n, seed):
-        key = (tuple(classes), n, seed)
+    def synth(classes, n, seed, sampler=None):
+        sampler = dict(sampler or {})
+        key = (tuple(classes), n, seed, tuple(sampler.items()))
         if key in sets:
             return sets[key]
-        cache = root / f"{'-'.join(map(str, key[0]))}_{n}_{seed}.pt" if root is not None else None
+        cache = _cache_file(root, key[0], n, seed, sampler)
         cached = cache is not None and cache.exists()
         if cached:
-            sets[key] = tuple(torch.load(cache, weights_only=True))   # tensors and a float: no pickle needed
+            got = tuple(torch.load(cache, weights_only=True))   # tensors and floats: no pickle needed
+            sets[key] = got if len(got) == 4 else (*got, float(NFE))   # files of earlier studies: nfe 40 fixed
         else:
             t = time.perf_counter()
-            x, y, _ = dsda.synthesize(orig, list(classes), n, sampler="aegds", nfe=NFE, seed=seed)
-            sets[key] = (x, y, time.perf_counter() - t)
+            syn = dsda.synthesize(orig, list(classes), n, seed=seed, **{"sampler": "aegds", "nfe": NFE, **sampler})
+            sets[key] = (syn.x, syn.y, time.perf_counter() - t, syn.diagnostics.final["nfe_spent"])
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(sets[key], cache)
-        record["synthesis"].append({"classes": list(classes), "n_per_class": n, "seed": seed,
-                                    "s": round(sets[key][2], 1), "cached": cached})
-        print("synthesis", key, round(sets[key][2], 1), flush=True)
+        record["synthesis"].append({"classes": list(classes), "n_per_class": n, "seed": seed, "sampler": sampler,
+                                    "s": round(sets[key][2], 1), "nfe_spent": round(sets[key][3], 2),
+                                    "cached": cached})
+        print("synthesis", key, round(sets[key][2], 1), round(sets[key][3], 2), flush=True)
         return sets[key]
     return synth
 
@@ -126,17 +152,18 @@ def load_oracles(spec):
 
 def run_one(orig, synth, acc, settings, forget, n_per_class, trace):
     """One variant on one task: DAMO on a copy of the original; its validation scores and DAMO's report."""
-    v = dict(settings)
-    npc = v.pop("n_per_class", n_per_class)
-    x, y, t_syn = synth(range(orig.num_classes), npc, SEED)
-    t_extra = 0.0 if npc == n_per_class else t_syn
+    v = {k: val for k, val in settings.items() if k not in SET_FIELDS}
+    npc, sampler = settings.get("n_per_class", n_per_class), sampler_settings(settings)
+    x, y, t_syn, nfe_spent = synth(range(orig.num_classes), npc, SEED, sampler)
+    t_extra = 0.0 if npc == n_per_class and not sampler else t_syn
     is_f = torch.isin(y, torch.tensor(forget))
     m = copy.deepcopy(orig)
     cb = (lambda step, model: [round(a, 2) for a in acc(model, forget).values()]) if trace else None
     rep = damo(m, x[~is_f], y[~is_f], x[is_f], y[is_f], seed=SEED, callback=cb, **v)
     last = rep["checks"][-1] if rep["checks"] else {}
     out = {"task": forget, **acc(m, forget), "steps": rep["steps"], "stop": rep["stop_reason"],
-           "s_damo": round(rep["time_s"], 1), "s_extra_synth": round(t_extra, 1),
+           "s_damo": round(rep["time_s"], 1), "s_extra_synth": round(t_extra, 1), "s_synth": round(t_syn, 1),
+           "nfe_spent": round(nfe_spent, 2),
            "check": {k: round(val, 3) for k, val in last.items() if k in ("forget_rate", "check_forget_rate",
                                                                           "check_forget_prob", "forget_prob")},
            "conflict": round(rep["conflict_rate"], 2)}
@@ -176,7 +203,7 @@ def main(spec, n_per_class=64, trace=False, save=True):
             results.append(run_one(orig, synth, acc, v["settings"], task, n_per_class, trace))
             print(json.dumps({"variant": v["name"], "v": v["settings"], **results[-1]}), flush=True)
         if save:
-            tuning.add_variant(record, v, cfg, results, path)
+            tuning.add_variant(record, v, cfg, results, path, sampler_config=sampler_config(v["settings"]))
     if save:
         tuning.finish(record, path)
 

@@ -10,8 +10,11 @@ module):
     dsda.evaluate(model, profile, forget_classes)       -> {A_f, A_r, A_f_train, A_r_train, MIA, ...}
     dsda.evaluate(model, profile, forget_classes, reference=oracle)  -> also gap_*, ToW, JS_*, ... (dsda.distance)
     dsda.synthesize(model, classes, n_per_class, ...)   -> SyntheticSet (x, y, diagnostics)   [AEGDS, stage 1]
-    dsda.unlearn(model, forget_classes, profile=...)    -> (unlearned_model, report)  [DSDA]
+    dsda.synthetic_set(model, profile, seed=0)          -> SyntheticSet exactly as unlearn makes it (share it)
+    dsda.unlearn(model, forget_classes, profile=..., synthetic=None) -> (unlearned_model, report)  [DSDA]
     dsda.METHODS                                        -> every method with its data access
+    dsda.run_method(name, profile, forget_classes, synthetic=None) -> record (the runner; dsda/baselines/runner.py)
+    dsda.synthetic_set_for(name, profile, seed=0)       -> the DSDA method's stage-1 set, for run_method(synthetic=)
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ _LAZY = {
     "DamoConfig": "damo",
     "METHODS": "baselines",
     "run_method": "baselines",
+    "synthetic_set_for": "baselines",
 }
 
 __all__ = sorted(_LAZY) + ["unlearn", "__version__"]

@@ -28,12 +28,17 @@ import torch
 import torch.nn as nn
 
 from .checks import NonFiniteError, check_finite_model, nonfinite_tensors, validate_seed
-from .losses import (circle_center_loss, class_centres, forget_loss, forget_teacher, original_similarities,
-                     retain_loss, teacher_distribution)
+from .losses import (circle_center_loss, circle_features, class_centres, forget_loss, forget_teacher,
+                     original_similarities, retain_loss, teacher_distribution, teacher_from_logits)
 from .modes import eval_logits, kept_modes
 from .damo_config import DAMO_FIELDS, OPTIMA, ORIGINS, TRAIN_SCOPES, DamoConfig  # noqa: F401  (re-exported)
 from .multitask import GradBuffers, anchor_direction, multitask_direction
 from .utils import check_choice, resolve_device
+
+
+# False: head-only DAMO runs the backbone at every step as before issue 15 (the same weights bit for bit, a test
+# checks); kept so benchmarks/dsda_speed.py can time both paths side by side.
+FIXED_FEATURES = True
 
 
 # ----------------------------------------------------------------------------- what DAMO updates and reads
@@ -57,6 +62,28 @@ def forget_rate(model: nn.Module, x_f: torch.Tensor, forget_mask: torch.Tensor, 
     class predicted as another, which the retrained model never does.
     """
     return float(forget_mask[eval_logits(model, x_f, batch).argmax(1)].float().mean())
+
+
+def fixed_features(model: nn.Module, cfg: DamoConfig, x: torch.Tensor) -> torch.Tensor | None:
+    """model.features(x) computed once, for head-only DAMO (ours; issue 15), else None.
+
+    With train_scope="fc" only the head changes and the backbone runs with BatchNorm in eval mode
+    (`_set_train_mode`), so the features of the synthetic samples are the same at every step: the head trains
+    on them, with no forward or autograd through the backbone per step. Same batches as `eval_logits`, so the
+    logits fc(h) equal the model's outputs. None where the backbone would act otherwise in training mode
+    (an active dropout module) or for train_scope "all" / "last"."""
+    dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+    if cfg.train_scope != "fc" or dropout or not FIXED_FEATURES:
+        return None
+    b = cfg.eval_batch_size
+    with kept_modes(model), torch.no_grad():
+        return torch.cat([model.features(x[i:i + b]) for i in range(0, len(x), b)])
+
+
+@torch.no_grad()
+def head_logits(model: nn.Module, h: torch.Tensor, batch: int) -> torch.Tensor:
+    """fc(h) in batches of `batch`, no gradient (the head's logits on fixed features)."""
+    return torch.cat([model.fc(h[i:i + batch]) for i in range(0, len(h), batch)])
 
 
 class _Batches:
@@ -165,6 +192,8 @@ class _State:
     val: tuple[torch.Tensor, torch.Tensor] | None = None   # held-out part of D^_r (holdout > 0)
     forget_teacher: torch.Tensor | None = None              # target of forget_loss "kd_retain" on D^_f
     forget_temperature: float | None = None                 # its temperature (chosen or fixed)
+    h_r: torch.Tensor | None = None                         # fixed features of x_r, x_f (head-only DAMO)
+    h_f: torch.Tensor | None = None
 
 
 def _masks(num_classes: int, retain: list[int], forget: list[int], dev) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,14 +207,15 @@ def _masks(num_classes: int, retain: list[int], forget: list[int], dev) -> tuple
 def _circle_terms(model: nn.Module, cfg: DamoConfig, x_r, y_r, retain: list[int], row_of, centres):
     """Centres of the retain classes (the original model's, on D^_r), the origin and the optima of Eq. 7."""
     if centres is None:
-        centres = class_centres(model, x_r, y_r, retain, cfg.eval_batch_size)
+        centres = class_centres(model, x_r, y_r, retain, cfg.eval_batch_size, cfg.circle_features)
     centres = centres.detach().clone().to(x_r.device)
     if centres.shape[0] != len(retain):
         raise ValueError(f"centres must have one row per retain class ({len(retain)}), got {tuple(centres.shape)}")
     origin = centres.mean(dim=0) if cfg.origin == "centre_mean" else None
     o_p, o_n = cfg.o_p, cfg.o_n
     if cfg.optima == "original":
-        o_p, o_n = original_similarities(model, x_r, row_of[y_r], centres, origin, cfg.eval_batch_size)
+        o_p, o_n = original_similarities(model, x_r, row_of[y_r], centres, origin, cfg.eval_batch_size,
+                                         cfg.circle_features)
     return centres, origin, o_p, o_n
 
 
@@ -206,31 +236,41 @@ def _prepare(model, cfg: DamoConfig, x_r, y_r, x_f, y_f, seed: int, centres) -> 
     row_of, forget_mask = _masks(num_classes, retain, forget, dev)
     circle = _circle_terms(model, cfg, x_r, y_r, retain, row_of, centres) if cfg.disc else (None, None, 0.0, 0.0)
     params = scope_parameters(model, cfg.train_scope)
-    teacher = (teacher_distribution(model, x_r, forget_mask, cfg.kd_temperature, cfg.eval_batch_size)
-               if cfg.retain_loss == "kd" else None)  # the original model: damo runs on a fresh copy
+    h_r, h_f = fixed_features(model, cfg, x_r), fixed_features(model, cfg, x_f)
+    teacher = _teacher(model, cfg, x_r, h_r, forget_mask) if cfg.retain_loss == "kd" else None
     f_teacher = (forget_teacher(model, x_f, forget_mask, cfg.forget_temperature, cfg.forget_entropy,
                                 cfg.eval_batch_size) if cfg.forget_loss == "kd_retain" else (None, None))
     buf = GradBuffers(params, cfg.n_tasks)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rb, fb = _Batches(len(x_r), cfg.batch_retain, gen), _Batches(len(x_f), cfg.batch_forget, gen)
     state = _State(x_r, y_r, x_f, y_f, row_of, forget_mask, params, buf, opt, rb, fb, *circle, teacher, val,
-                   *f_teacher)
+                   *f_teacher, h_r, h_f)
     return state, retain, forget
+
+
+def _teacher(model: nn.Module, cfg: DamoConfig, x_r, h_r, forget_mask) -> torch.Tensor:
+    """The original model's softened retain-class distribution on D^_r (damo runs on a fresh copy)."""
+    if h_r is None:
+        return teacher_distribution(model, x_r, forget_mask, cfg.kd_temperature, cfg.eval_batch_size)
+    return teacher_from_logits(head_logits(model, h_r, cfg.eval_batch_size), forget_mask, cfg.kd_temperature)
 
 
 def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, Any]:
     """One DAMO step (the loop body, docs/EQUATIONS.md, "DAMO loop"); returns what the history records."""
     dev = s.x_r.device
     ri, fi = s.rb.next().to(dev), s.fb.next().to(dev)
-    h_r = model.features(s.x_r[ri])
+    h_r = model.features(s.x_r[ri]) if s.h_r is None else s.h_r[ri]
     l_r = retain_loss(model.fc(h_r), s.y_r[ri], None if s.teacher is None else s.teacher[ri], cfg.kd_temperature)
-    l_f = forget_loss(model(s.x_f[fi]), s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound,
+    logits_f = model(s.x_f[fi]) if s.h_f is None else model.fc(s.h_f[fi])
+    l_f = forget_loss(logits_f, s.y_f[fi], cfg.forget_loss, s.forget_mask, cfg.forget_bound,
                       None if s.forget_teacher is None else s.forget_teacher[fi])
     s.buf.fill(1, l_f)
-    s.buf.fill(0, l_r, retain_graph=cfg.disc)  # h_r's graph is reused by L_Disc
+    pre = cfg.disc and cfg.circle_features == "pre_relu"
+    s.buf.fill(0, l_r, retain_graph=cfg.disc and not pre)  # h_r's graph is reused by post-ReLU L_Disc
     l_d = None
-    if cfg.disc:
-        l_d = circle_center_loss(h_r, s.row_of[s.y_r[ri]], s.centres, cfg.delta, s.o_p, s.o_n, s.origin)
+    if cfg.disc:   # pre-ReLU features: one more backbone pass on the retain batch
+        h_d = circle_features(model, s.x_r[ri], "pre_relu") if pre else h_r
+        l_d = circle_center_loss(h_d, s.row_of[s.y_r[ri]], s.centres, cfg.delta, s.o_p, s.o_n, s.origin)
         s.buf.fill(2, l_d)
     _raise_if_diverged(s.buf.rows, step, cfg, (l_r, l_f) if l_d is None else (l_r, l_f, l_d))
     lam = cfg.lambdas[:cfg.n_tasks]
@@ -246,7 +286,11 @@ def _step(model: nn.Module, cfg: DamoConfig, s: _State, step: int) -> dict[str, 
 
 def _check(model: nn.Module, cfg: DamoConfig, s: _State, step: int, callback) -> tuple[dict[str, Any], float]:
     """The stopping statistic on D^_f (and the held-out retain accuracy); the callback's time is returned apart."""
-    check = {"step": step, "forget_rate": forget_rate(model, s.x_f, s.forget_mask, cfg.eval_batch_size)}
+    if s.h_f is None:
+        rate = forget_rate(model, s.x_f, s.forget_mask, cfg.eval_batch_size)
+    else:  # the same statistic from the fixed features
+        rate = float(s.forget_mask[head_logits(model, s.h_f, cfg.eval_batch_size).argmax(1)].float().mean())
+    check = {"step": step, "forget_rate": rate}
     if s.val is not None:
         pred = eval_logits(model, s.val[0], cfg.eval_batch_size).argmax(1)
         check["val_retain_acc"] = float((pred == s.val[1]).float().mean())

@@ -18,6 +18,7 @@ from .utils import check_choice, resolve_device
 TRAIN_SCOPES = ("all", "last", "fc")
 ORIGINS = ("zero", "centre_mean")
 OPTIMA = ("fixed", "original")
+CIRCLE_FEATURES = ("post_relu", "pre_relu")
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -47,6 +48,9 @@ class DamoConfig:
                                             # s_p, s_n on D^_r (ours, dsda.losses.original_similarities)
     origin: str = "zero"                    # where cosines are measured from: "zero" (Eq. 7 as printed) or
                                             # "centre_mean" (the mean of the retain centres; ours)
+    circle_features: str = "post_relu"      # what L_Disc, its centres and optima read: "post_relu" =
+                                            # model.features (every cosine >= 0, so O_n < 0 is unreachable) or
+                                            # "pre_relu" = Classifier.pre_relu_features (both signs; ours)
     # optimisation: Adam on d (not in the paper)
     lr: float = 1e-4                        # learning rate
     max_steps: int = 300                    # hard cap on optimiser steps
@@ -63,7 +67,8 @@ class DamoConfig:
 
     def __post_init__(self):
         for name, allowed in (("forget_loss", FORGET_LOSSES), ("retain_loss", RETAIN_LOSSES),
-                              ("train_scope", TRAIN_SCOPES), ("origin", ORIGINS), ("optima", OPTIMA)):
+                              ("train_scope", TRAIN_SCOPES), ("origin", ORIGINS), ("optima", OPTIMA),
+                              ("circle_features", CIRCLE_FEATURES)):
             check_choice(name, getattr(self, name), allowed)
         if self.disc and self.train_scope == "fc":
             raise ValueError("train_scope='fc' with disc=True: L_Disc acts on model.features, which the head does "

@@ -39,12 +39,13 @@ def energy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def model_score_fn(model: nn.Module, y: torch.Tensor) -> ScoreFn:
-    """s(x) for a model already frozen: one forward and ONE backward for the whole batch."""
-    def score_fn(x: torch.Tensor):
+    """s(x) for a model already frozen: one forward and ONE backward for the whole batch. `rows`, optional:
+    x holds the samples y[rows] (the chains that still move, dsda/chains.py)."""
+    def score_fn(x: torch.Tensor, rows: torch.Tensor | None = None):
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
-            e = energy_from_logits(logits, y)                      # Eq. 1, float32
+            e = energy_from_logits(logits, y if rows is None else y[rows])   # Eq. 1, float32
             (g,) = torch.autograd.grad(e.sum(), x)                 # samples are independent: one pass
         return g.neg_(), e.detach(), logits.detach()               # s = -grad_x E
 

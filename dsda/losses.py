@@ -46,7 +46,12 @@ def retain_loss(logits: torch.Tensor, y: torch.Tensor, teacher_p: torch.Tensor |
 def teacher_distribution(model: nn.Module, x: torch.Tensor, forget_mask: torch.Tensor, temperature: float,
                          batch: int = 512) -> torch.Tensor:
     """The model's temperature-softened class distribution on `x`, renormalised over the retain classes."""
-    logits = eval_logits(model, x, batch) / temperature
+    return teacher_from_logits(eval_logits(model, x, batch), forget_mask, temperature)
+
+
+def teacher_from_logits(logits: torch.Tensor, forget_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`teacher_distribution` from the logits themselves (head-only DAMO computes them from fixed features)."""
+    logits = logits / temperature
     return torch.softmax(logits.masked_fill(forget_mask, float("-inf")), dim=1)
 
 
@@ -146,9 +151,21 @@ def circle_center_loss(features: torch.Tensor, labels: torch.Tensor, centres: to
     return F.softplus(torch.logsumexp(delta * a_n * s_n, dim=1) - delta * a_p * s_p).mean()
 
 
+def circle_features(model: nn.Module, x: torch.Tensor, which: str = "post_relu") -> torch.Tensor:
+    """The features L_Disc reads: `model.features(x)` ("post_relu", as the paper's feature extractor) or
+    `model.pre_relu_features(x)` ("pre_relu", ours: before the last ReLU the cosines take both signs, so the
+    Circle loss's negative optimum O_n < 0 becomes reachable)."""
+    if which == "pre_relu":
+        return model.pre_relu_features(x)
+    if which != "post_relu":
+        raise ValueError(f"circle_features={which!r} is not valid; allowed: 'post_relu', 'pre_relu'")
+    return model.features(x)
+
+
 @torch.no_grad()
 def original_similarities(model: nn.Module, x: torch.Tensor, rows: torch.Tensor, centres: torch.Tensor,
-                          origin: torch.Tensor | None = None, batch_size: int = 512) -> tuple[float, float]:
+                          origin: torch.Tensor | None = None, batch_size: int = 512,
+                          features: str = "post_relu") -> tuple[float, float]:
     """Mean s_p and mean s_n of Eq. 7 under `model` (the original, before DAMO) on D^_r.
 
     Used as O_p, O_n with `optima="original"` (deviation, ours): with the Circle-loss optima 1.25 / -0.25 the
@@ -159,7 +176,7 @@ def original_similarities(model: nn.Module, x: torch.Tensor, rows: torch.Tensor,
     sp, sn, n = 0.0, 0.0, 0
     with kept_modes(model):
         for i in range(0, len(x), batch_size):
-            h = F.normalize(model.features(x[i:i + batch_size]), dim=1)
+            h = F.normalize(circle_features(model, x[i:i + batch_size], features), dim=1)
             c = centres
             if origin is not None:
                 h, c = h - origin, centres - origin
@@ -173,12 +190,12 @@ def original_similarities(model: nn.Module, x: torch.Tensor, rows: torch.Tensor,
 
 @torch.no_grad()
 def class_centres(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: Sequence[int],
-                  batch_size: int = 512) -> torch.Tensor:
+                  batch_size: int = 512, features: str = "post_relu") -> torch.Tensor:
     """Centre c_i of each class in `classes`: mean of the L2-normalised features `model.features(x)` (the
     paper's "class centre" of §3.3, read as the mean normalised feature), computed in eval mode without
     gradients. Returns (len(classes), D), rows normalised."""
     with kept_modes(model):
-        feats = torch.cat([F.normalize(model.features(x[i:i + batch_size]), dim=1)
+        feats = torch.cat([F.normalize(circle_features(model, x[i:i + batch_size], features), dim=1)
                            for i in range(0, x.shape[0], batch_size)])
     rows = []
     for c in classes:

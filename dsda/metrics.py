@@ -22,8 +22,6 @@ forward pass over the train and test splits and derives every number from those 
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -35,76 +33,12 @@ from .attacks import (EPS, MIA_FEATURES, ROW_SUM_TOL, _balanced_subsample, _chec
                       _probs_and_labels, _to_numpy, attack_features, confidence, cross_entropy_loss, entropy,
                       mia_confidence_svc, mia_entropy_lr, mia_loss_cv, modified_entropy)
 from .checks import check_finite_model, validate_seed
+from .inference import _channels_last, _model_on, _same_device, predict_logits, predict_proba  # noqa: F401
+from .inference import split_probabilities, splits_by_backbone
 from .profiles import Profile, get_profile
-from .utils import check_positive, resolve_device
+from .utils import check_positive, resolve_device, state_digest
 
-# ----------------------------------------------------------------------------- predictions
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    def norm(d: torch.device) -> torch.device:
-        if d.index is None and d.type == "cuda":
-            return torch.device("cuda", torch.cuda.current_device())
-        if d.index is None and d.type != "cpu":
-            return torch.device(d.type, 0)
-        return d
-    return norm(a) == norm(b)
-
-
-def _model_on(model: nn.Module, dev: torch.device) -> nn.Module:
-    """The model itself when it already lives on `dev`, else a copy there (never move the caller's model)."""
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is None or _same_device(first.device, dev):
-        return model
-    return copy.deepcopy(model).to(dev)
-
-
-def _channels_last(model: nn.Module) -> bool:
-    w = next((p for p in model.parameters() if p.ndim == 4), None)
-    return w is None or w.is_contiguous(memory_format=torch.channels_last)
-
-
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
-                   device: str | torch.device = "auto") -> torch.Tensor:
-    """(N, K) float32 logits on the CPU, computed in batches with the model in eval mode.
-
-    The train/eval flag of every submodule is restored afterwards, and inference mode guarantees that
-    no gradient or BatchNorm statistic changes. A model on another device than `device` is copied
-    there, not moved.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"x must be a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}")
-    check_positive("batch_size", batch_size)
-    dev = resolve_device(device)
-    net = _model_on(model, dev)  # outside inference mode: a copy must stay a normal module
-    if x.ndim == 4 and not _channels_last(net):
-        # convolutions run ~1.5x faster on CPU when weights and inputs are both channels_last (measured);
-        # a copy, so the caller's model keeps its memory format
-        net = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    modes = {m: m.training for m in net.modules()}  # per module: a frozen-BN model stays as it was
-    net.eval()
-    try:
-        out = []
-        with torch.inference_mode():
-            for i in range(0, x.shape[0], batch_size):
-                xb = x[i:i + batch_size].to(dev, non_blocking=True)
-                if xb.ndim == 4:
-                    xb = xb.contiguous(memory_format=torch.channels_last)  # as in training; faster convs on CPU
-                out.append(net(xb).float().cpu())
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return torch.cat(out)
-
-
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024,
-                  device: str | torch.device = "auto") -> torch.Tensor:
-    """(N, K) float32 softmax probabilities on the CPU (see `predict_logits`)."""
-    return torch.softmax(predict_logits(model, x, batch_size, device), dim=1)
-
+# ----------------------------------------------------------------------------- predictions (dsda/inference.py)
 
 # ----------------------------------------------------------------------------- accuracy
 
@@ -283,20 +217,24 @@ _PROBA_CACHE_SIZE = 4
 
 def _model_fingerprint(model: nn.Module) -> tuple[str, str]:
     """(class and architecture, SHA-256 of the weights as checkpoints store it)."""
-    from .train import state_digest   # lazy: metrics must stay importable without the training stack
     return f"{type(model).__module__}.{type(model).__qualname__}|{model!r}", state_digest(model.state_dict())
 
 
 def _cached_proba(model: nn.Module, train_x: torch.Tensor, idx: torch.Tensor, test_x: torch.Tensor,
                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities on train_x[idx], probabilities on test_x), from the cache when possible."""
-    key = (_model_fingerprint(model), id(train_x), train_x._version, id(test_x), test_x._version,
-           hash(idx.numpy().tobytes()), len(idx), batch_size, str(device), torch.get_num_threads())  # CPU sums
-    # depend on the thread count, so probabilities computed with other threads are not reused
+    images = (id(train_x), train_x._version, id(test_x), test_x._version, hash(idx.numpy().tobytes()), len(idx))
+    # CPU sums depend on the thread count, so probabilities computed with other threads are not reused
+    key = (_model_fingerprint(model), *images, batch_size, str(device), torch.get_num_threads())
     hit = _PROBA_CACHE.pop(key, None)
     if hit is None or hit[0] is not train_x or hit[1] is not test_x:
-        hit = (train_x, test_x, predict_proba(model, train_x[idx], batch_size, device),
-               predict_proba(model, test_x, batch_size, device))
+        if splits_by_backbone(model):   # same values; the backbone's features may be cached (dsda/inference.py)
+            p_tr, p_te = split_probabilities(model, lambda: (train_x[idx], test_x), images, (train_x, test_x),
+                                             batch_size, device)
+        else:
+            p_tr, p_te = predict_proba(model, train_x[idx], batch_size, device), predict_proba(model, test_x,
+                                                                                            batch_size, device)
+        hit = (train_x, test_x, p_tr, p_te)
     _PROBA_CACHE[key] = hit                                 # most recently used last
     while len(_PROBA_CACHE) > _PROBA_CACHE_SIZE:
         _PROBA_CACHE.pop(next(iter(_PROBA_CACHE)))

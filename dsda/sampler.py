@@ -64,9 +64,14 @@ Structure: one function per update of Alg. 1 (`sgld_step`, `heun_step`, `aegds_s
 (`run_chains`) that schedules the step size, draws the noise and records diagnostics;
 `dsda.synthesis.synthesize` runs it on a model.
 
-Speed: the loop never synchronises with the host except once every ``diag_every`` steps, where it
-reads the diagnostics and a device-side record of which score evaluations were finite; a non-finite
-energy or score stops the run with a `NonFiniteError` naming the exact step and the settings.
+Goal-sized synthesis (``target_energy``, ours): a chain stops at the first state whose energy is at most
+the target and leaves the batch, so ``nfe`` becomes a cap (`dsda.chains`, which also counts the NFE each
+sample spent).
+
+Speed: with a fixed budget the loop never synchronises with the host except once every ``diag_every``
+steps, where it reads the diagnostics and a device-side record of which score evaluations were finite
+(with a target it also reads which chains are done, once per step); a non-finite energy or score stops
+the run with a `NonFiniteError` naming the exact step and the settings.
 """
 from __future__ import annotations
 
@@ -79,6 +84,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .chains import CONFIDENT_PROB, _stats, chain_pool  # noqa: F401  (CONFIDENT_PROB, _stats re-exported)
 from .energy import ScoreFn, energy, energy_from_logits, model_score_fn, score  # noqa: F401  (re-exported)
 from .modes import frozen  # noqa: F401  (re-exported)
 from .checks import NonFiniteError  # noqa: F401  (re-exported: where sampling callers catch it)
@@ -89,7 +95,6 @@ PREDICTORS = ("rk2", "literal")
 NOISES = ("alg1", "eq5", "temperature")
 INITS = ("gaussian", "uniform")
 SCHEDULES = ("poly", "constant", "linear", "cosine")
-CONFIDENT_PROB = 0.9  # "confident" = p(y | x) >= 0.9, the benchmark's target (b)
 METRICS = ("energy", "target_prob", "target_frac", "confident_frac", "score_norm")  # recorded per state
 
 # The measured best initial step size of each sampler (used when SamplerConfig.alpha is None).
@@ -101,7 +106,10 @@ DEFAULT_ALPHA = {"sgld": 10.0, "heun": 20.0, "aegds": 20.0}
 @dataclass(frozen=True)
 class SamplerConfig:
     sampler: str = "aegds"          # one of SAMPLERS
-    nfe: int = 40                   # score evaluations per sample (SGLD: 1 per step, Heun/AEGDS: 2)
+    nfe: int = 40                   # score evaluations per sample (SGLD: 1 per step, Heun/AEGDS: 2); a cap
+                                    # when target_energy is set
+    target_energy: float | None = None  # a chain stops once E(x_i, y) <= this (dsda/chains.py; ours); None = all
+                                    # chains run the whole budget
     alpha: float | None = None      # initial step size a_0; None = DEFAULT_ALPHA[sampler] (measured)
     schedule: str = "poly"          # step decay in the NFE spent, one of SCHEDULES
     tau: float = 50.0               # "poly": NFE after which the step is 2^-power of the initial one
@@ -128,8 +136,9 @@ class SamplerConfig:
         if self.sampler != "sgld" and self.nfe % 2:
             raise ValueError(f"nfe must be even for sampler={self.sampler!r} (2 score evaluations per step), "
                              f"got {self.nfe!r}")
-        if self.alpha is not None:
-            _check_real("alpha", self.alpha, low=0.0, low_open=True)
+        for name in ("alpha", "target_energy"):
+            if getattr(self, name) is not None:
+                _check_real(name, getattr(self, name), low=0.0, low_open=True)
         for name, low, high, low_open in (("tau", 0.0, None, True), ("power", 0.0, None, False),
                                           ("dt", 0.0, None, True), ("gamma", 0.0, 1.0, False),
                                           ("temperature", 0.0, None, False), ("init_scale", 0.0, None, True)):
@@ -246,16 +255,6 @@ def heun_step(score_fn: ScoreFn, x: torch.Tensor, v: torch.Tensor, d: torch.Tens
 
 # ----------------------------------------------------------------------------- the chain loop
 
-def _stats(e: torch.Tensor, logits: torch.Tensor | None, s: torch.Tensor | None,
-           y: torch.Tensor | None) -> torch.Tensor:
-    """The five diagnostics (METRICS) of one state as one device tensor (no sync)."""
-    p = torch.exp(-e)                                              # p(y | x), since E = -log p(y | x)
-    nan = torch.full((), float("nan"), device=e.device)
-    hit = (logits.argmax(1) == y).float().mean() if logits is not None and y is not None else nan
-    norm = s.flatten(1).norm(dim=1).mean() if s is not None else nan
-    return torch.stack([e.mean(), p.mean(), hit, (p >= CONFIDENT_PROB).float().mean(), norm])
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -293,22 +292,16 @@ def _clamper(cfg: SamplerConfig, input_range: Sequence[float] | None) -> Callabl
     return lambda t: t.clamp_(lo, hi)
 
 
-def _finish(x, score_fn, eval_fn, cfg, y, pending, rows) -> dict[str, np.ndarray]:
+def _finish(x, score_fn, eval_fn, pool, pending, rows) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Score the returned samples and turn the host rows and device stats into per-record arrays."""
-    if eval_fn is None:
-        s_f, e_f, logits_f = score_fn(x)
-    else:
-        s_f = None
-        e_f, logits_f = eval_fn(x)
-    if not bool(torch.isfinite(e_f).all()):
-        raise NonFiniteError(f"non-finite energy of the returned samples (after step {cfg.n_steps - 1}) "
-                             f"with {cfg.settings()}; lower alpha")
-    pending.append(_stats(e_f, logits_f, s_f, y))
+    x, final_stats = pool.final(x, score_fn, eval_fn)
+    pending.append(final_stats)
     stats = torch.stack(pending).cpu().numpy().astype(np.float64)
     arr = np.asarray(rows, dtype=np.float64)
-    out = {"step": arr[:, 0].astype(np.int64), "nfe": arr[:, 1].astype(np.int64), "wall_time": arr[:, 2]}
+    out = {"step": arr[:, 0].astype(np.int64), "nfe": arr[:, 1].astype(np.int64), "wall_time": arr[:, 2],
+           "nfe_spent": arr[:, 3], "sample_nfe": pool.sample_nfe()}
     out.update({name: stats[:, j] for j, name in enumerate(METRICS)})
-    return out
+    return x, out
 
 
 def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
@@ -318,15 +311,18 @@ def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
                ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Run `config.sampler` from x0 with any score function (the model path and the analytic tests
     share this loop). score_fn(x) -> (s, E, logits or None); eval_fn(x) -> (E, logits) scores the
-    returned samples (default: score_fn). Returns the samples and the raw per-record arrays."""
+    returned samples (default: score_fn). Returns the samples and the raw per-record arrays.
+    With `config.target_energy` set, chains stop at their target (dsda/chains.py) and both functions
+    are called as fn(x, rows), `rows` the indices into x0 of the chains in x."""
     cfg = config.resolved()
     device, k, clamp_ = x0.device, cfg.diag_every, _clamper(cfg, input_range)
     gamma = cfg.gamma if cfg.sampler == "aegds" else 0.0           # Heun = AEGDS without momentum
+    pool = chain_pool(x0, y, cfg)                                  # which chains still move
     x = x0.clone()
     eps = torch.empty_like(x)                                      # reused noise buffer (keeps layout)
     v = torch.zeros_like(x) if cfg.sampler != "sgld" else None
     finite = torch.ones(cfg.nfe, dtype=torch.bool, device=device)  # one flag per score evaluation
-    rows: list[tuple[int, int, float]] = []                        # (step, nfe, wall) on the host
+    rows: list[tuple[int, int, float, float]] = []                 # (step, nfe, wall, mean NFE spent) on the host
     pending: list[torch.Tensor] = []                               # device stats, read at the end
     steps = range(cfg.n_steps)
     if cfg.progress:
@@ -336,26 +332,33 @@ def run_chains(score_fn: ScoreFn, x0: torch.Tensor, config: SamplerConfig,
     t0 = time.perf_counter()
     for i in steps:
         n = i * cfg.evals_per_step                                 # NFE spent to produce x_i
-        if i % k == 0:                                             # the only host sync of the loop
+        if i % k == 0:                                             # the only host sync of the fixed budget
             _raise_if_nonfinite(finite, n, cfg)
-            rows.append((i, n, time.perf_counter() - t0))
+            rows.append((i, n, time.perf_counter() - t0, pool.mean_spent(n)))
+        if pool.idle:                                              # every chain has reached its target
+            if i % k == 0:
+                pending.append(pool.stats(None, None, None))
+            continue
         a = cfg.step_size(n)
         sigma = cfg.noise_std(a)
-        d, e, logits = score_fn(x)                                 # Alg. 1 line 8: d_i = s(x_i, y)
+        d, e, logits = pool.score(score_fn, x)                     # Alg. 1 line 8: d_i = s(x_i, y)
         finite[n] = _all_finite(e, d)                              # device-side, no sync
         if i % k == 0:
-            pending.append(_stats(e, logits, d, y))
+            pending.append(pool.stats(e, logits, d))
+        x, v, d, eps = pool.retire(x, v, d, eps, e, logits, n)     # chains at their target stop at x_i
+        if pool.idle:
+            continue
         eps.normal_(generator=generator)                           # Alg. 1 line 7: eps ~ N(0, I)
         if cfg.sampler == "sgld":
             sgld_step(x, d, eps, a, sigma)
         else:
-            e2, d2 = aegds_step(score_fn, x, v, d, eps, a, sigma, cfg, gamma, clamp_)
+            e2, d2 = aegds_step(lambda z: pool.score(score_fn, z), x, v, d, eps, a, sigma, cfg, gamma, clamp_)
             finite[n + 1] = _all_finite(e2, d2)
         clamp_(x)
     _raise_if_nonfinite(finite, cfg.nfe, cfg)
     _sync(device)
-    rows.append((cfg.n_steps, cfg.nfe, time.perf_counter() - t0))
-    return x, _finish(x, score_fn, eval_fn, cfg, y, pending, rows)
+    rows.append((cfg.n_steps, cfg.nfe, time.perf_counter() - t0, pool.mean_spent(cfg.nfe)))
+    return _finish(x, score_fn, eval_fn, pool, pending, rows)
 
 
 def init_samples(shape: Sequence[int], config: SamplerConfig, generator: torch.Generator,

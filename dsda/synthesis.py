@@ -22,7 +22,7 @@ from .checks import check_classes, check_finite_model, validate_seed
 from .energy import energy_from_logits, model_score_fn
 from .modes import frozen
 from .sampler import METRICS, SamplerConfig, _sync, init_samples, make_config, run_chains
-from .utils import check_choice, check_positive, resolve_device
+from .utils import check_choice, check_positive, resolve_device, state_digest
 
 
 @dataclass
@@ -36,9 +36,13 @@ class Diagnostics:
     target_frac: np.ndarray     # fraction with argmax f(x_i) = y
     confident_frac: np.ndarray  # fraction with p(y | x_i) >= CONFIDENT_PROB
     score_norm: np.ndarray      # mean ||s(x_i, y)||_2 (NaN for the returned samples: forward only)
+    nfe_spent: np.ndarray       # mean score evaluations per sample actually spent up to x_i (= nfe without a
+                                # target; less where chains stopped at their target_energy, dsda/chains.py)
+    sample_nfe: np.ndarray      # (N,) score evaluations each returned sample cost, in the order of x
     config: SamplerConfig       # the resolved configuration that ran
     device: str = ""            # where the sampling ran
     final: dict[str, float] = field(default_factory=dict)  # the last entry of each array
+    nfe_per_class: dict[int, float] = field(default_factory=dict)  # mean sample_nfe of each class
 
     METRICS = METRICS
 
@@ -54,14 +58,18 @@ class Diagnostics:
                 metric: float(vals[j])}
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name).tolist() for name in ("step", "nfe", "wall_time", *self.METRICS)}
-        out.update(config=dataclasses.asdict(self.config), device=self.device, final=dict(self.final))
+        out = {name: getattr(self, name).tolist() for name in ("step", "nfe", "wall_time", *self.METRICS, "nfe_spent")}
+        out.update(config=dataclasses.asdict(self.config), device=self.device, final=dict(self.final),
+                   nfe_per_class={str(c): v for c, v in self.nfe_per_class.items()})
         return out
 
 
 @dataclass(frozen=True)
 class SyntheticSet:
-    """What stage 1 produced: x (N, *input_shape), y (N,) ordered by class, and how it was made.
+    """What stage 1 produced: x (N, *input_shape), y (N,) ordered by class, and how it was made: the seconds
+    it took (`wall_time`), the seed, the model's digest, the sampler settings and the NFE it spent per class
+    (`diagnostics.nfe_per_class`). It depends on the model, the seed and the stage-1 settings, not on the forget
+    task: `dsda.unlearn(model, forget, synthetic=S)` for any forget classes reuses it (and counts its seconds).
 
     Unpacks like the tuple older code expects: `x, y, diagnostics = synthesize(...)`."""
     x: torch.Tensor
@@ -71,6 +79,7 @@ class SyntheticSet:
     seed: int
     classes: tuple[int, ...]
     n_per_class: int
+    model_digest: str = ""      # dsda.utils.state_digest of the model it was synthesised from
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.x, self.y, self.diagnostics))
@@ -114,10 +123,10 @@ def _chunks(work: nn.Module, x0: torch.Tensor, y: torch.Tensor, cfg: SamplerConf
         for lo in range(0, len(y), cfg.batch_size):
             yb = y[lo:lo + cfg.batch_size]
 
-            def eval_fn(x, yb=yb):
+            def eval_fn(x, rows=None, yb=yb):
                 with torch.no_grad():
                     logits = work(x)
-                return energy_from_logits(logits, yb), logits
+                return energy_from_logits(logits, yb if rows is None else yb[rows]), logits
 
             xb, rec = run_chains(model_score_fn(work, yb), x0[lo:lo + cfg.batch_size], cfg, gen, yb, rng, eval_fn)
             xs.append(xb)
@@ -145,6 +154,7 @@ def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampl
     check_positive("n_per_class", n_per_class)
     seed = validate_seed(seed)
     check_finite_model(model)  # NaN weights would fail at step 0 as if the step size were too large
+    digest = state_digest(model.state_dict())
     device = resolve_device(cfg.device)
     home = next((t.device for t in (*model.parameters(), *model.buffers())), device)
     work = model if _same_device(home, device) else copy.deepcopy(model).to(device)
@@ -152,20 +162,24 @@ def synthesize(model: nn.Module, classes: Sequence[int], n_per_class: int, sampl
     y = torch.tensor(labels, device=device).repeat_interleave(n_per_class)
     x0 = init_samples((len(y), *shape), cfg, gen, device, rng)
     xs, parts = _chunks(work, x0, y, cfg, gen, rng)
-    diag = _merge(parts, cfg, device)
+    diag = _merge(parts, cfg, device, labels, int(n_per_class))
     x = torch.cat(xs).contiguous().to(home)
     _sync(device)
-    return SyntheticSet(x, y.to(home), diag, time.perf_counter() - t_start, seed, tuple(labels), int(n_per_class))
+    return SyntheticSet(x, y.to(home), diag, time.perf_counter() - t_start, seed, tuple(labels), int(n_per_class),
+                        digest)
 
 
-def _merge(parts: list[tuple[int, dict[str, np.ndarray]]], cfg: SamplerConfig,
-           device: torch.device) -> Diagnostics:
+def _merge(parts: list[tuple[int, dict[str, np.ndarray]]], cfg: SamplerConfig, device: torch.device,
+           labels: list[int], n_per_class: int) -> Diagnostics:
     """Combine the chunks: metrics are sample-weighted means; wall times add up (chunks run in turn)."""
     total = sum(n for n, _ in parts)
     first = parts[0][1]
     merged = {"step": first["step"], "nfe": first["nfe"],
-              "wall_time": np.sum([r["wall_time"] for _, r in parts], axis=0)}
-    for name in METRICS:
+              "wall_time": np.sum([r["wall_time"] for _, r in parts], axis=0),
+              "sample_nfe": np.concatenate([r["sample_nfe"] for _, r in parts])}
+    for name in (*METRICS, "nfe_spent"):
         merged[name] = np.sum([n * r[name] for n, r in parts], axis=0) / total
-    final = {name: float(merged[name][-1]) for name in ("nfe", "wall_time", *METRICS)}
-    return Diagnostics(config=cfg, device=str(device), final=final, **merged)
+    final = {name: float(merged[name][-1]) for name in ("nfe", "wall_time", *METRICS, "nfe_spent")}
+    per_class = merged["sample_nfe"].reshape(len(labels), n_per_class).mean(axis=1)   # x is ordered by class
+    return Diagnostics(config=cfg, device=str(device), final=final,
+                       nfe_per_class={int(c): float(v) for c, v in zip(labels, per_class)}, **merged)

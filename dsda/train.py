@@ -31,7 +31,7 @@ from .checks import validate_seed
 from .data import VALIDATION_SETS, TensorDataset, dataset_info, load_dataset, split_dataset, validate_forget_classes
 from .models import Classifier, build_model
 from .profiles import Profile, TrainRecipe, get_profile
-from .utils import atomic_torch_save, library_versions, resolve_device, to_jsonable
+from .utils import atomic_torch_save, library_versions, resolve_device, state_digest, to_jsonable  # noqa: F401
 
 CHECKPOINT_FORMAT = 1
 
@@ -176,17 +176,6 @@ def model_config(profile: Profile, seed: int, exclude: Iterable[int] = ()) -> di
 def cache_key(config: dict[str, Any]) -> str:
     blob = json.dumps(to_jsonable(config), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, model: Classifier, config: dict[str, Any],

@@ -9,7 +9,11 @@ keyword overrides name fields of SamplerConfig, DamoConfig or `n_per_class`. The
 paper's Fig. 4 are overrides: `sampler="sgld"` (DSDA-w-EGDS), `disc=False` (DSDA-wo-disc) and
 `multitask=False` (DSDA-wo-mt). A `SyntheticSet` (from `synthetic_set`, which runs stage 1 exactly as
 `unlearn` does, or from `dsda.synthesize`) can be passed as `synthetic`, so one set serves many forget tasks
-and DAMO variants; its synthesis time is then counted in the run's ET.
+and DAMO variants; its synthesis time is then counted in the run's ET:
+
+    syn = dsda.synthetic_set(model, "cpu", seed=0)                    # stage 1 once, every class
+    for forget in ([1], [5], [8]):                                     # rep["synthesis_shared"] is True
+        unlearned, rep = dsda.unlearn(model, forget, "cpu", seed=0, synthetic=syn)
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from .damo import damo
 from .profiles import Profile, get_profile
 from .recipes import Recipe, get_recipe
 from .synthesis import SyntheticSet, synthesize
-from .utils import resolve_device
+from .utils import resolve_device, state_digest
 
 
 def _check_model(model: Any) -> int:
@@ -45,11 +49,15 @@ def resolve_recipe(profile: str | Profile = "cpu", recipe: str | Recipe | None =
     return get_recipe(recipe, prof).replace(**{"device": prof.device, **overrides})
 
 
-def _check_synthetic(synthetic: Any, num_classes: int, recipe: Recipe) -> SyntheticSet:
-    """A SyntheticSet of every class; the recipe's stage-1 settings, where they differ from the set's, are an error."""
+def _check_synthetic(synthetic: Any, model: nn.Module, num_classes: int, recipe: Recipe) -> SyntheticSet:
+    """A SyntheticSet of every class, made from this model; the recipe's stage-1 settings, where they differ from
+    the set's, are an error."""
     if not isinstance(synthetic, SyntheticSet):
         raise TypeError(f"synthetic must be a dsda SyntheticSet (from dsda.synthetic_set or dsda.synthesize) or "
                         f"None, got {type(synthetic).__name__}")
+    if synthetic.model_digest != state_digest(model.state_dict()):
+        raise ValueError("synthetic was made from another model than the one to unlearn (its model_digest differs); "
+                         "make it with dsda.synthetic_set(model, ...) from this model")
     if sorted(synthetic.classes) != list(range(num_classes)):
         raise ValueError(f"synthetic must hold every class 0..{num_classes - 1} of the model, "
                          f"got classes {list(synthetic.classes)}")
@@ -94,16 +102,19 @@ def unlearn(model: nn.Module, forget_classes: int | Sequence[int], profile: str 
 
     The caller's model is never modified (not even its train/eval mode). `recipe` is a name in
     dsda.recipes.RECIPES or a Recipe (None: the profile's). `overrides` name fields of SamplerConfig,
-    DamoConfig or `n_per_class` (an unknown name is a ValueError listing the allowed ones). ET in the
-    report (`time_s["total"]`) includes the synthesis time the run used, its own or the shared set's
-    (`synthesis_shared` says which).
+    DamoConfig or `n_per_class` (an unknown name is a ValueError listing the allowed ones).
+
+    ET in the report (`time_s["total"]`) includes the synthesis time the run used: its own, or the shared
+    set's whole `wall_time` (not a share of it), so ET is what the run would cost on its own whether or not
+    the set was shared; `synthesis_shared` says which, `time_s["synthesis"]` how much of ET it is. A shared
+    set must come from this model (its digest is checked) with the recipe's stage-1 settings.
     """
     num_classes = _check_model(model)
     forget = list(validate_forget_classes(forget_classes, num_classes))
     seed = validate_seed(seed)
     r = resolve_recipe(profile, recipe, **overrides)
     if synthetic is not None:
-        _check_synthetic(synthetic, num_classes, r)
+        _check_synthetic(synthetic, model, num_classes, r)
     device = resolve_device(r.damo.device)
     t_total = time.perf_counter()
     work = _work_copy(model, device)
@@ -135,6 +146,7 @@ def _report(r: Recipe, prof: Profile, seed: int, forget: list[int], num_classes:
         "gT_norm": rep["gT_norm"], "d_norm": rep["d_norm"], "checks": rep["checks"], "steps": rep["steps"],
         "forget_temperature": rep["forget_temperature"],
         "stop_reason": rep["stop_reason"], "final_check": rep["checks"][-1] if rep["checks"] else None,
-        "sampler_diagnostics": dict(syn.diagnostics.final), "device": str(device),
+        "sampler_diagnostics": dict(syn.diagnostics.final), "device": str(device), "synthesis_seed": syn.seed,
+        "nfe_per_class": dict(syn.diagnostics.nfe_per_class),
         "n_synthetic": {"retain": len(syn.y) - n_f, "forget": n_f},
     }

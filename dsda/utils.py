@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -24,6 +25,19 @@ import torch
 from .checks import check_choice, check_positive  # noqa: F401  (re-exported: the checks live in dsda.checks)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: names, dtypes, shapes and values in a layout-free order (a channels_last copy of
+    a model has the digest of the model). Checkpoints store it; a SyntheticSet names the model it came from by it."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -312,6 +312,27 @@ def test_class_centres():
         L.class_centres(model, x, y, [5])
 
 
+def test_circle_features_pre_relu_take_both_signs_and_feed_centres_and_optima():
+    model = tiny_model().eval()
+    x = torch.randn(8, 1, 5, 5, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2])
+    with torch.no_grad():
+        post, pre = L.circle_features(model, x), L.circle_features(model, x, "pre_relu")
+        z = model.stages[0][1](model.stages[0][0](x)).mean(dim=(2, 3))   # conv, BN: before the ReLU, pooled
+    assert (post >= 0).all() and (pre < 0).any()
+    torch.testing.assert_close(pre, z)
+    torch.testing.assert_close(post, model.features(x))
+    cen = L.class_centres(model, x, y, [1, 2], features="pre_relu")
+    f = F.normalize(z, dim=1)
+    torch.testing.assert_close(cen, F.normalize(torch.stack([f[2:5].mean(0), f[5:].mean(0)]), dim=1))
+    sp, sn = L.original_similarities(model, x[2:], y[2:] - 1, cen, features="pre_relu")
+    s = f[2:] @ cen.T
+    assert math.isclose(sp, float(s[torch.arange(6), y[2:] - 1].mean()), rel_tol=1e-5)
+    assert math.isclose(sn, float(s[torch.arange(6), 2 - y[2:]].mean()), rel_tol=1e-5)   # the other centre
+    with pytest.raises(ValueError, match="circle_features='relu'.*allowed"):
+        L.circle_features(model, x, "relu")
+
+
 # ----------------------------------------------------------------------------- buffers
 
 def test_grad_buffers_hold_autograd_gradients_and_write_update():
@@ -342,6 +363,7 @@ def test_grad_buffers_hold_autograd_gradients_and_write_update():
     ("holdout", 1.0, ValueError), ("multitask", 1, TypeError),
     ("delta", float("nan"), ValueError), ("device", "tpu", ValueError), ("kd_temperature", 0.0, ValueError),
     ("forget_temperature", 0.0, ValueError), ("forget_entropy", -1.0, ValueError),
+    ("circle_features", "relu", ValueError),
 ])
 def test_damo_config_rejects_bad_values_naming_the_field(field, value, exc):
     with pytest.raises(exc, match=field.split("_")[0]):
@@ -429,7 +451,8 @@ def test_damo_is_deterministic_per_seed():
 
 @pytest.mark.parametrize("ablation", [dict(disc=False), dict(multitask=False), dict(origin="centre_mean"),
                                       dict(optima="original"), dict(forget_loss="relabel_nearest"),
-                                      dict(forget_loss="kl_uniform"), dict(forget_loss="kd_retain", forget_entropy=0.3)])
+                                      dict(forget_loss="kl_uniform"), dict(forget_loss="kd_retain", forget_entropy=0.3),
+                                      dict(circle_features="pre_relu", optima="original")])
 def test_damo_ablations_run(ablation):
     model = tiny_model()
     x_r, y_r, x_f, y_f = tiny_data(forget=(2, 3))
@@ -557,3 +580,37 @@ def test_no_grad_helpers_restore_every_modules_own_mode():
     L.teacher_distribution(model, x_r, mask, 4.0)
     D.forget_rate(model, x_f, mask)
     assert [m.training for m in model.modules()] == modes
+
+
+# ----------------------------------------------------------------------------- head-only DAMO on fixed features
+
+def _kd_fc(**kw):
+    return D.DamoConfig(**{**FAST, "disc": False, "train_scope": "fc", "retain_loss": "kd", "lr": 5e-2,
+                           "max_steps": 20, **kw})
+
+
+def test_head_only_damo_on_fixed_features_gives_the_same_weights_bit_for_bit(monkeypatch):
+    """train_scope="fc" trains the head on features computed once (issue 15); the per-step backbone forward it
+    replaces (FIXED_FEATURES = False) must give the same weights, checks and losses, bit for bit."""
+    x_r, y_r, x_f, y_f = tiny_data()
+    reports, states = [], []
+    for fixed in (True, False):
+        monkeypatch.setattr(D, "FIXED_FEATURES", fixed)
+        model = tiny_model()
+        reports.append(D.damo(model, x_r, y_r, x_f, y_f, _kd_fc(), seed=0))
+        states.append(_state(model))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert reports[0]["checks"] == reports[1]["checks"] and reports[0]["loss_retain"] == reports[1]["loss_retain"]
+    assert reports[0]["loss_forget"] == reports[1]["loss_forget"] and reports[0]["steps"] == reports[1]["steps"]
+
+
+def test_fixed_features_only_for_a_head_only_scope_without_dropout():
+    x_r = tiny_data()[0]
+    model = tiny_model()
+    h = D.fixed_features(model, _kd_fc(), x_r)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(h, model.features(x_r))
+    assert D.fixed_features(model, _kd_fc(train_scope="last"), x_r) is None
+    model.stages[-1].append(nn.Dropout(0.5))        # dropout acts in training mode: features are not fixed
+    assert D.fixed_features(model, _kd_fc(), x_r) is None

@@ -495,3 +495,32 @@ def test_evaluate_on_digits_sanity_and_timing():
     nf = counts[f].sum()
     assert out["A_test"] == pytest.approx(float((out["A_f"] * nf + out["A_r"] * (counts.sum() - nf)) / counts.sum()))
     assert out["A_f"] == pytest.approx(float((pc[f] * counts[f]).sum() / nf))
+
+
+def test_the_backbone_cache_gives_every_metric_of_the_plain_forward_pass(monkeypatch):
+    """Issue 15: `evaluate` reuses a backbone's features (dsda/inference.py) for models that share it (head-only
+    unlearning changes only fc). Every metric, for the original, a head-only and an all-parameter unlearned model
+    and two tasks, must equal the plain forward pass's exactly, and the shared backbone must run once."""
+    import dsda
+    from dsda import inference as I
+    original = dsda.original_model("smoke", progress=False)
+    syn = dsda.synthetic_set(original, "smoke", seed=0, device="cpu", nfe=4)   # the two recipes share stage 1
+    head_only, _ = dsda.unlearn(original, [3], "smoke", seed=0, recipe="smoke-kd-head", device="cpu", nfe=4,
+                                synthetic=syn, max_steps=10)
+    changed, _ = dsda.unlearn(original, [3], "smoke", seed=0, recipe="smoke", device="cpu", nfe=4, synthetic=syn,
+                              max_steps=5)
+    assert not torch.equal(head_only.fc.weight, original.fc.weight)
+    calls = []
+    real = I._features
+    monkeypatch.setattr(I, "_features", lambda *a: calls.append(1) or real(*a))
+
+    def every_metric(cache: bool) -> list[dict]:
+        monkeypatch.setattr(I, "BACKBONE_CACHE", cache)
+        M._PROBA_CACHE.clear()
+        I._FEATURES.clear()
+        return [M.evaluate(m, "smoke", f, device="cpu") for m in (original, head_only, changed) for f in ([3], [1, 8])]
+
+    plain = every_metric(False)
+    assert calls == []
+    assert every_metric(True) == plain
+    assert len(calls) == 4       # train subset and test split, for the original's backbone and for `changed`'s

@@ -37,7 +37,7 @@ OWNED = ("original", "retrain", "dsda", "dsda_retrain_like", "finetune", "neggra
 FORGET = (3,)   # the smoke profile's task
 RECORD_KEYS = {"method", "title", "data_access", "extras", "source_free", "profile", "settings", "forget_classes",
                "seed", "model_seed", "ET_s", "ET_source", "granted", "metrics", "config", "report", "reference",
-               "reference_model", "provenance"}
+               "reference_model", "provenance", "synthesis_shared", "ET_shared_synthesis_s"}
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,24 @@ def _method(name, access, run, extras=()):
     from dataclasses import make_dataclass
     return Method(name=name, title=name, data_access=access, config_cls=make_dataclass(f"C_{name}", [], frozen=True),
                   run=run, reference="test", defaults_source="test", extras=extras)
+
+
+def test_a_shared_synthetic_set_serves_both_dsda_methods_and_its_time_is_in_et(cache, original_smoke):
+    """Issue 15: one stage-1 set per (model, recipe's stage 1, seed), reused across forget tasks and DSDA variants."""
+    syn = R.synthetic_set_for("dsda_kd_head", "smoke", seed=0)
+    own, m_own, _ = R.run_method("dsda_kd_head", "smoke", seed=0, evaluate=False, progress=False, return_model=True)
+    rec, m_shared, rep = R.run_method("dsda_kd_head", "smoke", seed=0, evaluate=False, progress=False,
+                                      return_model=True, synthetic=syn)
+    assert _same_weights(m_own, m_shared)                           # the set is the one the run would make
+    assert (own["synthesis_shared"], own["ET_shared_synthesis_s"]) == (False, 0.0)
+    assert rec["synthesis_shared"] is True and rep["synthesis_shared"] is True
+    assert rec["ET_shared_synthesis_s"] == syn.wall_time and rec["ET_s"] > syn.wall_time
+    other = R.run_method("dsda", "smoke", forget_classes=[5], seed=0, evaluate=False, progress=False, synthetic=syn)
+    assert other["synthesis_shared"] is True and other["report"]["forget_classes"] == [5]   # the paper objective
+    for call in (lambda: R.run_method("neggrad", "smoke", synthetic=syn, progress=False),
+                 lambda: R.synthetic_set_for("neggrad", "smoke")):
+        with pytest.raises(ValueError, match="synthetic= is only for"):
+            call()
 
 
 def test_source_free_method_that_loads_data_fails_under_the_runner(cache, monkeypatch):

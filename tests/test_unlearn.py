@@ -95,11 +95,14 @@ def test_registered_recipes_keep_their_documented_values():
     """The cpu default must not be called plain DSDA; the paper objective keeps the paper method's name."""
     from dsda.recipes import RECIPES
     assert RECIPES["paper"].title == "DSDA" and RECIPES["paper"].damo.disc and RECIPES["paper"].damo.train_scope == "all"
-    cpu = RECIPES["cpu-kd-head"]
-    assert "DSDA" not in cpu.title and not cpu.damo.disc
-    assert (cpu.damo.retain_loss, cpu.damo.train_scope, cpu.damo.lr, cpu.damo.forget_bound, cpu.damo.patience) == (
-        "kd", "fc", 1e-3, 10.0, 2)
-    assert (cpu.n_per_class, cpu.sampler.nfe, cpu.damo.max_steps) == (64, 40, 300)
+    for name in ("cpu-kd-head", "cpu-kd-head-goal"):
+        cpu = RECIPES[name]
+        assert "DSDA" not in cpu.title and not cpu.damo.disc
+        assert (cpu.damo.retain_loss, cpu.damo.train_scope, cpu.damo.lr, cpu.damo.forget_bound, cpu.damo.patience) == (
+            "kd", "fc", 1e-3, 10.0, 2) and cpu.damo.max_steps == 300
+    goal, cpu = RECIPES["cpu-kd-head-goal"], RECIPES["cpu-kd-head"]     # issue 15: goal-sized stage 1 (not default)
+    assert (goal.n_per_class, goal.sampler.nfe, goal.sampler.target_energy) == (32, 40, 0.05)
+    assert (cpu.n_per_class, cpu.sampler.nfe, cpu.sampler.target_energy) == (64, 40, None)
     like = RECIPES["cpu-retrain-like"]   # our variant: never the paper method's name
     assert "DSDA" not in like.title and like.damo.forget_loss == "kd_retain" and like.damo.forget_entropy > 0
     assert like.damo.patience * like.damo.check_every >= like.damo.max_steps    # runs the whole budget
@@ -118,6 +121,18 @@ def test_a_shared_synthetic_set_gives_the_same_weights_and_counts_its_time():
         U.unlearn(model, [1], profile="smoke", synthetic=syn, **{**FAST, "nfe": 8})
     with pytest.raises(TypeError, match="SyntheticSet"):
         U.unlearn(model, [1], profile="smoke", synthetic=(syn.x, syn.y))
+    with pytest.raises(ValueError, match="another model"):
+        U.unlearn(tiny_model(seed=1), [1], profile="smoke", synthetic=syn, **FAST)
+    assert rb["synthesis_seed"] == 2 and set(rb["nfe_per_class"]) == set(range(5))
+
+
+def test_a_target_energy_sizes_synthesis_and_the_report_says_what_it_spent():
+    model = tiny_model()
+    # the untrained model: classes 0 and 4 start below E = 1.5 (one evaluation each), the others never get there
+    _, rep = U.unlearn(model, [1], profile="smoke", seed=0, **{**FAST, "nfe": 40, "target_energy": 1.5})
+    assert rep["config"]["sampler"]["target_energy"] == 1.5
+    assert rep["nfe_per_class"] == {0: 1.0, 1: 40.0, 2: 40.0, 3: 40.0, 4: 1.0}
+    assert rep["sampler_diagnostics"]["nfe_spent"] == pytest.approx((1 + 40 + 40 + 40 + 1) / 5)
 
 
 @pytest.mark.parametrize("bad", [[], [5], [-1], [1, 1], [0, 1, 2, 3, 4], ["1"], [1.0], [True], "3", None])
@@ -185,17 +200,25 @@ def test_dsda_unlearn_stays_the_function_after_the_module_is_imported():
     assert callable(dsda.unlearn) and dsda.unlearn is U.unlearn
 
 
-# SHA-256 (dsda.train.state_digest) of the cpu default's unlearned weights, forget class 3, seed 0, measured at
-# commit 6406888 with 1 and 2 threads (identical). Restructuring the code must not change a single bit of them.
-CPU_DEFAULT_CLASS3_DIGEST = "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f"
+# SHA-256 (dsda.train.state_digest) of the unlearned weights, forget class 3, seed 0. The cpu default, cpu-kd-head, was
+# measured at commit 6406888 with 1 and 2 threads (identical; still so with issue 15's head-only DAMO on fixed
+# features); cpu-kd-head-goal (issue 15, goal-sized synthesis) with the code of the commit that adds it, 1 and 2
+# threads (identical). Restructuring the code must not change a single bit of them.
+RECIPE_CLASS3_DIGESTS = {
+    "cpu-kd-head": "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f",   # CPU_DEFAULT_CLASS3_DIGEST
+    "cpu-kd-head-goal": "1aec344039865cbdbee4cb44c9d548354a4a9d935512da652e21efd5d746eb74",
+}
+CPU_DEFAULT_CLASS3_DIGEST = RECIPE_CLASS3_DIGESTS["cpu-kd-head"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_cpu_default_unlearned_weights_are_bitwise_unchanged():
+@pytest.mark.parametrize("recipe", sorted(RECIPE_CLASS3_DIGESTS))
+def test_cpu_recipe_unlearned_weights_are_bitwise_unchanged(recipe):
     from dsda.train import state_digest
-    unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0)
-    assert state_digest(unlearned.state_dict()) == CPU_DEFAULT_CLASS3_DIGEST, (rep["steps"], rep["stop_reason"])
+    unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0,
+                                  recipe=recipe)
+    assert state_digest(unlearned.state_dict()) == RECIPE_CLASS3_DIGESTS[recipe], (rep["steps"], rep["stop_reason"])
 
 
 def test_a_set_from_dsda_synthesize_is_accepted_when_it_matches_the_recipe():

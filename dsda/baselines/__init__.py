@@ -41,10 +41,10 @@ def get_method(name: str) -> Method:
 
 
 def __getattr__(name: str):
-    if name == "run_method":  # lazy: the runner imports data/metrics, the registry itself does not
-        from .runner import run_method
-        return run_method
+    if name in ("run_method", "synthetic_set_for"):  # lazy: the runner imports data/metrics, the registry does not
+        from . import runner
+        return getattr(runner, name)
     raise AttributeError(name)
 
 
-__all__ = ["METHODS", "DATA_ACCESS", "Method", "get_method", "run_method"]
+__all__ = ["METHODS", "DATA_ACCESS", "Method", "get_method", "run_method", "synthetic_set_for"]

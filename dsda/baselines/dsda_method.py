@@ -26,7 +26,8 @@ from ..damo import DamoConfig
 from ..profiles import get_profile
 from ..recipes import ALLOWED_OVERRIDES, get_recipe, profile_family
 from ..sampler import SamplerConfig
-from ..unlearn import unlearn
+from ..synthesis import SyntheticSet
+from ..unlearn import synthetic_set, unlearn
 from .base import Method
 
 _RUNNER_OWNED = ("device", "progress")   # set by the runner, not through overrides
@@ -63,10 +64,17 @@ DsdaConfig = dataclasses.make_dataclass(
 
 
 def run(model: nn.Module, forget_classes: tuple[int, ...], *, config: Any, seed: int,
-        device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    # source-free: no data parameter at all; unlearn reads class count, shape and range from the model
+        device: torch.device, synthetic: SyntheticSet | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    # source-free: no data parameter at all; unlearn reads class count, shape and range from the model.
+    # `synthetic`: a stage-1 set shared across runs (`shared_synthetic_set`), made from this model, not data.
     return unlearn(model, forget_classes, profile=config.profile, seed=seed, recipe=config.recipe,
-                   device=str(device), progress=config.progress, **config.options())
+                   synthetic=synthetic, device=str(device), progress=config.progress, **config.options())
+
+
+def shared_synthetic_set(config: Any, model: nn.Module, seed: int, device: torch.device) -> SyntheticSet:
+    """Stage 1 exactly as `run` with this config would make it (dsda.synthetic_set), to share across forget tasks."""
+    return synthetic_set(model, config.profile, seed=seed, recipe=config.recipe, device=str(device),
+                         **config.options())
 
 
 def _per_profile(recipes: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -26,6 +26,11 @@ A hit skips the run and reports the stored time with `ET_source: "cache"`; after
 
 Runner-owned config fields: if a method's config has a field `profile` or `progress`, the runner fills
 it with the run's profile name / progress flag (so the method knows its recipe without seeing data).
+
+Shared synthesis (DSDA methods: a module hook `shared_synthetic_set(config, model, seed, device)` and a `synthetic`
+keyword of `run`): `S = synthetic_set_for(name, profile, seed=...)`, then `run_method(name, ..., synthetic=S)` for
+any forget classes. The record says `synthesis_shared: true`; `ET_s` includes the set's whole synthesis time
+(`ET_shared_synthesis_s`), so ET stays what one run costs on its own.
 """
 from __future__ import annotations
 
@@ -253,7 +258,7 @@ def _cache_hooks(method: Method) -> tuple[Any, Any] | None:
 def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classes: int | Sequence[int] | None = None,
                seed: int = 0, device: str | torch.device = "auto", evaluate: bool = True,
                retain_per_class: int = 500, progress: bool = True, return_model: bool = False,
-               model_seed: int = 0, reference: bool | nn.Module = True,
+               model_seed: int = 0, reference: bool | nn.Module = True, synthetic: Any = None,
                **overrides) -> dict[str, Any] | tuple[dict[str, Any], nn.Module, dict]:
     """Unlearn `forget_classes` from the profile's original model with one method; see the module docstring.
 
@@ -263,6 +268,7 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
     retain_per_class: size of the "retain_subset" grant. overrides: the method's config options.
     reference: True = evaluate against the retrained oracle of the same task and seed (module docstring),
     a model = against that model, False = no reference (the record's `reference_model` says which).
+    synthetic: a DSDA method's shared stage-1 set (`synthetic_set_for`), or None: the method makes its own.
 
     Returns the JSON-ready record; with `return_model=True`, `(record, model, report)` where `report` is
     the method's untouched report (e.g. with the `snapshots` state dicts the record leaves out).
@@ -275,9 +281,11 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
     flags = {"evaluate": evaluate, "progress": progress, "return_model": return_model}
     method, prof, fc, seed, model_seed, dev, config = _checked_arguments(
         name, profile, forget_classes, seed, model_seed, flags, retain_per_class, device, overrides)
+    _check_shared(method, synthetic)
     model = copy.deepcopy(original_model(prof, seed=model_seed, device=dev, progress=progress))
     model, report, et_s, et_source, granted_sizes = _unlearn(method, model, prof, fc, seed, dev, config,
-                                                             retain_per_class)
+                                                             retain_per_class, synthetic)
+    shared_s = 0.0 if synthetic is None else float(synthetic.wall_time)
     model.eval()
 
     ref_model, ref_info = _reference_model(reference, prof, fc, seed, dev, progress) if evaluate else (None, None)
@@ -286,7 +294,8 @@ def run_method(name: str | Method, profile: str | Profile = "cpu", forget_classe
         "method": method.name, "title": method.title, "data_access": method.data_access,
         "extras": list(method.extras), "source_free": method.source_free, "profile": prof.name,
         "settings": settings_key(method, prof), "forget_classes": list(fc), "seed": seed, "model_seed": model_seed,
-        "ET_s": float(et_s), "ET_source": et_source, "granted": granted_sizes, "metrics": metrics,
+        "ET_s": float(et_s) + shared_s, "ET_source": et_source, "synthesis_shared": synthetic is not None,
+        "ET_shared_synthesis_s": shared_s, "granted": granted_sizes, "metrics": metrics,
         "config": dataclasses.asdict(config), "report": _json_report(report),
         "reference": method.reference, "reference_model": ref_info, "provenance": provenance(dev),
     }
@@ -327,7 +336,7 @@ def _checked_arguments(name, profile, forget_classes, seed, model_seed, flags: M
 
 
 def _unlearn(method: Method, model: nn.Module, prof: Profile, fc: tuple[int, ...], seed: int, dev: torch.device,
-             config: Any, retain_per_class: int) -> tuple[nn.Module, dict, float, str, dict[str, int]]:
+             config: Any, retain_per_class: int, synthetic: Any = None) -> tuple[nn.Module, dict, float, str, dict]:
     """(model, report, seconds, "cache" or "measured", granted sizes): the method's cached result if its
     hooks have one, else one run of `method.run` on its grant, timed, inside the data guard."""
     hooks = _cache_hooks(method)
@@ -342,12 +351,42 @@ def _unlearn(method: Method, model: nn.Module, prof: Profile, fc: tuple[int, ...
               + "; it may use only the data the runner handed it")
     with forbid_data_access(reason):
         with timer() as t:   # synchronises CUDA before and after
-            out = method.run(model, fc, config=config, seed=seed, device=dev, **grant)
+            out = method.run(model, fc, config=config, seed=seed, device=dev, **grant,
+                             **({} if synthetic is None else {"synthetic": synthetic}))
     del grant
     model, report = _check_result(method, out)
     if hooks:
         hooks[1](prof, fc, seed=seed, model=model, report=report, et_s=t["s"], config=config)
     return model, report, t["s"], "measured", granted_sizes
+
+
+# ----------------------------------------------------------------------------- shared synthesis (DSDA methods)
+
+def _shares_synthesis(method: Method) -> bool:
+    module = sys.modules.get(getattr(method.run, "__module__", ""), None)
+    return callable(getattr(module, "shared_synthetic_set", None)) and \
+        "synthetic" in inspect.signature(method.run).parameters
+
+
+def _check_shared(method: Method, synthetic: Any) -> None:
+    if synthetic is not None and not _shares_synthesis(method):
+        raise ValueError(f"synthetic= is only for methods that synthesise their data (the DSDA methods dsda, "
+                         f"dsda_kd_head); method {method.name!r} does not take a shared set")
+
+
+def synthetic_set_for(name: str | Method, profile: str | Profile = "cpu", seed: int = 0, model_seed: int = 0,
+                      device: str | torch.device = "auto", **overrides) -> Any:
+    """The stage-1 SyntheticSet that `run_method(name, profile, seed=seed, model_seed=model_seed, **overrides)` of a
+    DSDA method would make, to pass as `run_method(..., synthetic=S)` for any forget classes (a set depends on
+    the original model, the recipe's stage-1 settings and the seed, not on the task)."""
+    from ..train import original_model
+    method, prof = _resolve_method(name), get_profile(profile)
+    seed, model_seed = validate_seed(seed), validate_seed(model_seed, "model_seed")
+    _check_shared(method, True)
+    dev = resolve_device(device)
+    config = build_config(method, prof, False, overrides)
+    model = original_model(prof, seed=model_seed, device=dev, progress=False)
+    return sys.modules[method.run.__module__].shared_synthetic_set(config, model, seed, dev)
 
 
 # ----------------------------------------------------------------------------- the methods table

@@ -15,9 +15,9 @@ way:
   the retain loss's at the cpu recipe's start): its weight l3 in g_T (`circle_weight`, log-uniform down to
   1e-4), its scale delta, where cosines are measured from (`origin`: zero as printed, or the mean of the
   centres, where post-ReLU features can reach negative cosines), and its optima (fixed 1.25 / -0.25, or the
-  original model's own similarities). Pre-ReLU features are not in the space yet: L_Disc reads
-  `model.features`, and letting it read the features before the last ReLU needs a DamoConfig field and two
-  lines of dsda/damo.py (the model side exists: `Classifier.pre_relu_features`); see docs/PROTOCOL.md.
+  original model's own similarities), and which features it reads (`circle_features`: post-ReLU as the
+  paper's extractor, where every cosine is >= 0, or pre-ReLU, `Classifier.pre_relu_features`, where the
+  negative optimum is reachable).
 
 Stage 1 (the synthetic set) is never tuned: each study makes one set per seed and reuses it in every trial.
 A parameter named `circle_weight` becomes `lambdas=(1, 1, w)`; every other name is a field of the variant's
@@ -107,7 +107,8 @@ HEAD = {"lr": real(1e-4, 3e-2, log=True), "forget_bound": real(0.5, 10.0, log=Tr
         "kd_temperature": real(1.0, 8.0)}
 CAGRAD = {"c": real(0.0, 0.9)}
 CIRCLE = {"circle_weight": real(1e-4, 1.0, log=True), "delta": real(4.0, 64.0, log=True),
-          "origin": choice("zero", "centre_mean"), "optima": choice("fixed", "original")}
+          "origin": choice("zero", "centre_mean"), "optima": choice("fixed", "original"),
+          "circle_features": choice("post_relu", "pre_relu")}
 RETRAIN_LIKE = {"lr": real(1e-4, 3e-2, log=True), "forget_entropy": real(0.1, 2.0, log=True),
                 "kd_temperature": real(1.0, 8.0)}
 SGLD = {"sampler": "sgld"}          # the w-EGDS switch: SGLD instead of AEGDS at the same NFE
