@@ -289,5 +289,7 @@ def update_golden(only: Iterable[str] | None = None, timeout_s: int | None = Non
         for cell in out.cells:
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)
+            if cell.metadata.get("tags") == []:   # papermill adds empty tags; `notebooks build` writes none
+                cell.metadata.pop("tags")
         atomic_write_bytes(nb, (nbformat.writes(out) + "\n").encode())
         print(f"golden {nb.name}: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -26,7 +26,7 @@ def test_gaps_are_the_metric_minus_the_retrained_models():
 
 def test_the_recipe_menu_holds_the_profile_familys_recipes():
     assert pg.recipes_for("smoke") == ["smoke", "smoke-kd-head", "smoke-retrain-like"]
-    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-paper", "cpu-retrain-like"]
+    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-kd-head-goal", "cpu-paper", "cpu-retrain-like"]
     assert pg.recipes_for("paper-fmnist") == ["paper", "paper-kd-head", "paper-retrain-like"]
 
 

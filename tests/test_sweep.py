@@ -328,3 +328,14 @@ def test_the_committed_cpu_quick_store_serves_notebook_06_on_cpu():
     assert want - have == set()
     store = dsda.results.committed_store("cpu-quick")
     assert dsda.results._missing(plan, store) == [], "run: python benchmarks/sweep_speed.py --keep-store"
+
+
+def test_a_field_added_later_keeps_the_old_keys_at_its_old_value():
+    """A config field added after stores were written leaves the keys of the runs it does not change as they were."""
+    from dsda.sweep.jobs import job_key, without_added_later
+    old = {"method": "dsda", "recipe": {"damo": {"lr": 1e-3}, "sampler": {"nfe": 40}}}
+    same = {"method": "dsda", "recipe": {"damo": {"lr": 1e-3, "circle_features": "post_relu"},
+                                         "sampler": {"nfe": 40, "target_energy": None}}}
+    other = {"method": "dsda", "recipe": {"damo": {"lr": 1e-3, "circle_features": "pre_relu"}, "sampler": {"nfe": 40}}}
+    assert job_key(without_added_later(same)) == job_key(old)
+    assert job_key(without_added_later(other)) != job_key(old)

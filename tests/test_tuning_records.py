@@ -36,8 +36,10 @@ UNFINISHED = {"cpu_previous": "python benchmarks/tune_damo.py --study benchmarks
 # Fields added to a config after a record was written are absent from it; each maps to the value that does what the
 # code did before the field existed. A registered setting may leave such a field out of the comparison only at
 # that value (issue 14: the "kd_retain" forget loss's temperature and entropy target, read only when
-# forget_loss="kd_retain"; issue 15: SamplerConfig.target_energy, None = every chain runs the whole NFE budget).
-ADDED_LATER = {"config": {"forget_temperature": 1.0, "forget_entropy": None}, "sampler_config": {"target_energy": None}}
+# forget_loss="kd_retain"; issue 15: SamplerConfig.target_energy, None = every chain runs the whole NFE budget;
+# issue 17: DamoConfig.circle_features, "post_relu" = L_Disc reads model.features as before).
+ADDED_LATER = {"config": {"forget_temperature": 1.0, "forget_entropy": None, "circle_features": "post_relu"},
+               "sampler_config": {"target_energy": None}}
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "results" / "tuning"

@@ -41,6 +41,12 @@ from .plan import Entry, Plan, PlanError
 KINDS = ("original", "oracle", "synthetic", "run", "result")
 STORED = ("original", "oracle", "result")    # kinds whose record goes to the store (see the docstring)
 RUNNER_OWNED = ("progress",)                                # config fields that change no number
+# Config fields added after stores were written, each with the values that do what the code did before the field
+# existed: at such a value a field is left out of the key, so every run stored before it keeps its key (at any
+# other value it is part of the key). None in a method's config = "the recipe's", whose value the key holds.
+# circle_features (DamoConfig, issue 17): "post_relu" = L_Disc reads model.features; target_energy
+# (SamplerConfig, issue 15): None = every chain runs the whole NFE budget.
+ADDED_LATER = {"circle_features": ("post_relu", None), "target_energy": (None,)}
 
 
 @dataclass(frozen=True)
@@ -153,9 +159,15 @@ def task_name(task: tuple[int, ...]) -> str:
     return "+".join(str(c) for c in task)
 
 
+def without_added_later(d: Mapping[str, Any]) -> dict[str, Any]:
+    """`d` (nested dicts) without the ADDED_LATER fields that hold their old-behaviour value."""
+    return {k: without_added_later(v) if isinstance(v, Mapping) else v for k, v in d.items()
+            if not (k in ADDED_LATER and v in ADDED_LATER[k])}
+
+
 def _result_spec(plan: Plan, method: Any, config: Any, task: tuple[int, ...], seed: int) -> dict[str, Any]:
-    cfg = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUNNER_OWNED}
-    recipe = dataclasses.asdict(resolved_recipe(plan, config)) if is_dsda(method) else None
+    cfg = without_added_later({k: v for k, v in dataclasses.asdict(config).items() if k not in RUNNER_OWNED})
+    recipe = without_added_later(dataclasses.asdict(resolved_recipe(plan, config))) if is_dsda(method) else None
     return {**_common(plan), "method": method.name, "config": cfg, "recipe": recipe, "forget_classes": list(task),
             "seed": seed, "retain_per_class": plan.retain_per_class}
 

@@ -30,11 +30,16 @@ from .jobs import Job
 
 @contextlib.contextmanager
 def job_environment(threads: int, seed: int) -> Iterator[None]:
-    """torch threads, the BLAS / OpenMP pools NumPy, SciPy and scikit-learn use (the attacks' fits), and every
-    global RNG set for one job; the caller's are restored afterwards. The BLAS pools matter for a job run in
+    """torch threads, the BLAS / OpenMP pools NumPy, SciPy and scikit-learn use (the attacks' fits), every global
+    RNG and evaluate's backbone cache (off) set for one job; the caller's are restored afterwards. The BLAS pools matter for a job run in
     the client process (serial), whose pools were not sized by `cluster.thread_env` as a worker's are."""
     from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
-    before = torch.get_num_threads()
+
+    from .. import inference
+    before, cache = torch.get_num_threads(), inference.BACKBONE_CACHE
+    # evaluate's backbone cache off: with it, probabilities depended in the last bit on which jobs the process
+    # ran before (serial vs two workers differed in JS by ~1e-9, tests/test_sweep.py), and a result must not
+    inference.BACKBONE_CACHE = False
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         # torch's own pool is set last and restored after the BLAS pools: leaving threadpool_limits can
@@ -47,6 +52,7 @@ def job_environment(threads: int, seed: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
+        inference.BACKBONE_CACHE = cache
         np.random.set_state(np_state)
         random.setstate(py_state)
 
