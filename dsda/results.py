@@ -45,10 +45,11 @@ def committed_store(plan: str) -> Store:
     return Store(project_root() / "results" / "store" / plan)
 
 
-def _missing(plan: Any, store: Store) -> list[Any]:
+def _missing(plan: Any, store: Store, graph: list | None = None) -> list[Any]:
+    """The plan's result jobs without a record in `store` (`graph`: the plan's, when already built)."""
     from .sweep.engine import select
     from .sweep.jobs import build_graph
-    return [j for j in select(build_graph(plan), store.status()) if j.kind == "result"]
+    return [j for j in select(graph or build_graph(plan), store.status()) if j.kind == "result"]
 
 
 def _copy_records(source: Store, dest: Store) -> int:
@@ -74,14 +75,15 @@ def ensure(plan: Any, *, workers: int | None = None, serial: bool = False, progr
     from .sweep.jobs import build_graph
     from .sweep.plan import load_plan
     p = load_plan(plan)
+    graph = build_graph(p)
     out, committed = Store.for_plan(p.name), committed_store(p.name)
     same = out.root.resolve() == committed.root.resolve()
-    if not same and not _missing(p, committed):
+    if not same and not _missing(p, committed, graph):
         out = committed                                   # complete: read the repository's store in place
     elif not same and committed.keys():
         _copy_records(committed, out)
-    if _missing(p, out):
+    if _missing(p, out, graph):
         run_plan(p, store=str(out.root), workers=workers, serial=serial, progress=progress)
-    keys = {j.key for j in build_graph(p) if j.kind == "result"}
+    keys = {j.key for j in graph if j.kind == "result"}
     df = load(p.name, store=out.root)
     return df[df.key.isin(keys)].reset_index(drop=True)
