@@ -30,15 +30,16 @@ from .jobs import Job
 
 @contextlib.contextmanager
 def job_environment(threads: int, seed: int) -> Iterator[None]:
-    """torch threads, the BLAS / OpenMP pools NumPy, SciPy and scikit-learn use (the attacks' fits), every global
-    RNG and evaluate's backbone cache (off) set for one job; the caller's are restored afterwards. The BLAS pools matter for a job run in
-    the client process (serial), whose pools were not sized by `cluster.thread_env` as a worker's are."""
+    """torch threads, the BLAS pools NumPy, SciPy and scikit-learn use (the attacks' fits), every global RNG and
+    evaluate's backbone cache (off) set for one job; the caller's are restored afterwards. The BLAS pools matter
+    for a job run in the client process (serial), whose pools `cluster.thread_env` did not size as a worker's."""
     from threadpoolctl import threadpool_limits   # a dependency of scikit-learn
 
     from .. import inference
     before, cache = torch.get_num_threads(), inference.BACKBONE_CACHE
     # evaluate's backbone cache off: with it, probabilities depended in the last bit on which jobs the process
-    # ran before (serial vs two workers differed in JS by ~1e-9, tests/test_sweep.py), and a result must not
+    # ran before (serial vs two workers differed in JS by ~1e-9, tests/test_sweep.py); a result must not depend
+    # on that
     inference.BACKBONE_CACHE = False
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
