@@ -8,6 +8,14 @@ from dsda import protocol as P
 def test_cpu_declaration_is_the_documented_one():
     assert P.dev_tasks("cpu") == ((3,), (0,), (7,), (3, 5)) == P.dev_tasks("cpu-val")
     assert P.report_tasks("cpu") == ((1,), (5,), (8,)) == P.report_tasks("cpu-val")
+    assert P.tuning_tasks("cpu") == ((3,), (3, 5)) == P.tuning_tasks("cpu-val")
+
+
+@pytest.mark.parametrize("family", sorted(P.DEV_TASKS))
+def test_the_studies_read_dev_tasks_only(family):
+    assert set(P.TUNING_TASKS) == set(P.DEV_TASKS)
+    assert P.TUNING_TASKS[family] and set(P.TUNING_TASKS[family]) <= set(P.DEV_TASKS[family])
+    assert P.check_tuning_tasks(family, P.tuning_tasks(family)) == P.TUNING_TASKS[family]
 
 
 def test_report_tasks_are_the_seeded_draw_from_the_classes_no_dev_task_uses():

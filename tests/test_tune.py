@@ -23,6 +23,9 @@ def test_every_variant_of_the_issue_has_a_study_with_the_family_budget():
     assert not {"gkt", "ispf"} & titles                 # published settings: training curves, not a search
     assert {s.n_trials for s in spaces.STUDIES.values() if s.family == "cpu"} == {spaces.TRIALS["cpu"]}
     assert {s.profile for s in spaces.STUDIES.values()} == {"cpu-val", "smoke-val"}
+    # the objective reads the declared tuning tasks (one class and one pair of the dev tasks), nothing else
+    assert context.Context(spaces.get_study("kd_head")).tasks == ((3,), (3, 5))
+    assert study.declaration(spaces.get_study("kd_head"))["tuning_tasks"] == ["3", "3+5"]
 
 
 def _ends(spec, end):

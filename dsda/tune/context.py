@@ -22,7 +22,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..protocol import check_tuning_tasks, dev_tasks, task_label
+from ..protocol import check_tuning_tasks, task_label, tuning_tasks
 from .objective import average_gap, load_validation, validation_metrics
 from .spaces import StudySpec, overrides
 
@@ -34,7 +34,7 @@ class Context:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.spec, self.threads = spec, threads
-        self.tasks = check_tuning_tasks(spec.profile, dev_tasks(spec.profile))
+        self.tasks = check_tuning_tasks(spec.profile, tuning_tasks(spec.profile))
         self.data = None
         self.originals: dict[int, nn.Module] = {}
         self.reference: dict[tuple, dict[str, float]] = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import forbid_split
-from ..protocol import dev_tasks, task_label
+from ..protocol import task_label, tuning_tasks
 from .context import Context, check_options, trial_value
 from .objective import OBJECTIVE_KEYS
 from .spaces import SAMPLER_SEED, STARTUP_TRIALS, StudySpec, get_study, overrides
@@ -43,7 +43,7 @@ def declaration(spec: StudySpec) -> dict[str, Any]:
             "space": {k: {**dataclasses.asdict(p), "choices": list(p.choices)} for k, p in spec.space.items()},
             "n_trials": spec.n_trials, "seeds": list(spec.seeds),
             "sampler": f"TPESampler(seed={SAMPLER_SEED}, n_startup_trials={STARTUP_TRIALS})",
-            "dev_tasks": [task_label(t) for t in dev_tasks(spec.profile)], "objective": list(OBJECTIVE_KEYS),
+            "tuning_tasks": [task_label(t) for t in tuning_tasks(spec.profile)], "objective": list(OBJECTIVE_KEYS),
             "registers": spec.registers}
 
 
