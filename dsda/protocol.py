@@ -29,11 +29,11 @@ DEV_TASKS: dict[str, tuple[Task, ...]] = {
     "cpu": ((3,), (0,), (7,), (3, 5)),
     "smoke": ((3,), (3, 8)),
 }
-# the classes that are not themselves a dev task (5 is one half of the dev pair 3+5, not a dev task)
 TUNING_TASKS: dict[str, tuple[Task, ...]] = {
     "cpu": ((3,), (3, 5)),         # one class and one pair (the protocol's budget, see above)
     "smoke": ((3,), (3, 8)),
 }
+# the classes that are not themselves a dev task (5 is one half of the dev pair 3+5, not a dev task)
 REPORT_POOL: dict[str, tuple[int, ...]] = {"cpu": (1, 2, 4, 5, 6, 8, 9), "smoke": (0, 1, 2, 4, 5, 6, 7, 8, 9)}
 REPORT_DRAW = {"cpu": {"rng": "numpy.random.default_rng", "seed": 2026, "take": 3}}
 REPORT_TASKS: dict[str, tuple[Task, ...]] = {
