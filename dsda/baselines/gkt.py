@@ -67,6 +67,7 @@ class GKTConfig:
     student_bn_eval: bool = True         # code: the student trains with BN in eval mode (the notebook's
                                          # evaluate() calls student.eval() and nothing switches it back)
     snapshot_every: int = 0              # ours: store the student every that many student steps (0 = off)
+    max_seconds: float = 0.0             # ours: stop (stop_reason "time") once the run has taken that long (0 = off)
     progress: bool = False               # tqdm progress bar
 
     def __post_init__(self):
@@ -75,7 +76,7 @@ class GKTConfig:
                                            "check_every", "stall_patience"),
                        non_negative_int=("plateau_patience", "gen_lr_halve_every", "max_resets", "snapshot_every"),
                        positive=("lr_student", "lr_generator", "temperature", "grad_clip"),
-                       non_negative=("at_beta",), open_fraction=("threshold", "plateau_factor"),
+                       non_negative=("at_beta", "max_seconds"), open_fraction=("threshold", "plateau_factor"),
                        flag=("student_bn_eval", "progress"))
         check_choice("GKTConfig.generator_output", self.generator_output, GENERATOR_OUTPUTS)
 
@@ -232,6 +233,9 @@ def run(model: nn.Module, forget_classes, *, config: GKTConfig | None = None, se
     t = Transfer(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
     with progress_bar(t.cfg.n_cycles, "GKT", t.cfg.progress) as bar:
         while t.n.cycles < t.cfg.n_cycles:
+            if 0 < t.cfg.max_seconds <= t.s.elapsed():   # the learning-curve runs' wall-clock cap (issue 17)
+                t.stop_reason = "time"
+                break
             batch = t.draw()
             if batch is None:        # code: the generator stopped producing retain-class samples
                 if t.stalled():

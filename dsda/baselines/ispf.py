@@ -69,6 +69,8 @@ class ISPFConfig:
     inhibited: bool = True               # the IS of ISPF (False: plain adversarial -KL, as DFQ)
     post_filter: bool = True             # the PF of ISPF (False: distil the raw teacher logits)
     snapshot_every: int = 0              # ours: store the student every that many student steps (0 = off)
+    max_seconds: float = 0.0             # ours: stop (stop_reason "time") once the run has taken that long,
+                                         # checked before each generator step (0 = off)
     progress: bool = False               # tqdm progress bar
 
     def __post_init__(self):
@@ -76,7 +78,8 @@ class ISPFConfig:
         C.check_fields(self, positive_int=("epochs", "ep_steps", "kd_steps", "g_steps", "batch_size", "z_dim"),
                        non_negative_int=("warmup_epochs", "snapshot_every"),
                        positive=("lr_generator", "lr", "temperature"),
-                       non_negative=("momentum", "weight_decay", "eta_min", "bn", "oh", "adv", "balance"),
+                       non_negative=("momentum", "weight_decay", "eta_min", "bn", "oh", "adv", "balance",
+                                     "max_seconds"),
                        open_fraction=("threshold",), flag=("inhibited", "post_filter", "progress"))
         check_choice("ISPFConfig.generator_output", self.generator_output, GENERATOR_OUTPUTS)
         check_choice("ISPFConfig.optimizer", self.optimizer, OPTIMIZERS)
@@ -208,19 +211,23 @@ class Distillation(Distiller):
                               "lr")
         self.s_steps = self.g_steps = self.n_seen = self.n_filtered = 0
         self.rounds = cfg.ep_steps // cfg.kd_steps
+        self.stop_reason = "epochs"
 
     def epoch(self, epoch: int) -> None:
         """`rounds` x (g_steps generator steps, then kd_steps student steps unless warming up)."""
         kd = epoch >= self.cfg.warmup_epochs              # code: no distillation during the warm-up epochs
         ep = Epoch()
         for _ in range(self.rounds):
+            if 0 < self.cfg.max_seconds <= self.s.elapsed():   # the learning-curve runs' wall-clock cap (issue 17)
+                self.stop_reason = "time"
+                break
             for _ in range(self.cfg.g_steps):
                 C.append_row(self.g_losses, **_generator_step(self.G, self.opt_g, self.teacher, self.student,
                                                               self.s.forget, self.cfg, self.s.gen, self.s.device))
                 self.g_steps += 1
             if kd:
                 self.student_steps(ep)
-        if kd:
+        if kd and ep.student_losses:
             self.end_epoch(epoch, ep)
 
     def sample(self, ep: Epoch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +267,7 @@ class Distillation(Distiller):
         cfg = self.cfg
         return {"steps": {"student": self.s_steps, "generator": self.g_steps, "epochs": cfg.epochs,
                           "warmup_epochs": cfg.warmup_epochs},
-                "stop_reason": "epochs",
+                "stop_reason": self.stop_reason,
                 "post_filter": {"filtered_fraction": self.n_filtered / max(self.n_seen, 1),
                                 "samples_seen": self.n_seen, "samples_filtered": self.n_filtered},
                 "generator_losses": {k: [float(v) for v in vals] for k, vals in self.g_losses.items()},
@@ -275,6 +282,8 @@ def run(model: nn.Module, forget_classes, *, config: ISPFConfig | None = None, s
     with progress_bar(n_epochs, "ISPF", d.cfg.progress) as bar:
         for epoch in range(n_epochs):
             d.epoch(epoch)
+            if d.stop_reason == "time":
+                break
             bar.update(1)
     return d.finish()
 

@@ -45,8 +45,9 @@ RUNNER_OWNED = ("progress",)                                # config fields that
 # existed: at such a value a field is left out of the key, so every run stored before it keeps its key (at any
 # other value it is part of the key). None in a method's config = "the recipe's", whose value the key holds.
 # circle_features (DamoConfig, issue 17): "post_relu" = L_Disc reads model.features; target_energy
-# (SamplerConfig, issue 15): None = every chain runs the whole NFE budget.
-ADDED_LATER = {"circle_features": ("post_relu", None), "target_energy": (None,)}
+# (SamplerConfig, issue 15): None = every chain runs the whole NFE budget; max_seconds (GKTConfig, ISPFConfig,
+# issue 17): 0 = no wall-clock cap.
+ADDED_LATER = {"circle_features": ("post_relu", None), "target_energy": (None,), "max_seconds": (0.0,)}
 
 
 @dataclass(frozen=True)
