@@ -7,7 +7,7 @@ import pytest
 
 from dsda.baselines import get_method
 from dsda.train import original_model
-from dsda.tune import curves
+from dsda.tune import curves, summary
 
 
 def _pts(*rows):
@@ -61,3 +61,5 @@ def test_smoke_curves_are_stored_once(tmp_path, monkeypatch):
     assert curves.run_curves("gkt", family="smoke") == paths          # stored: nothing runs again
     assert [p.stat().st_mtime_ns for p in paths] == before
     assert not list(tmp_path.rglob("*.tmp"))
+    row = summary.curve_rows(tmp_path)[-1]                            # the summary table reads it back
+    assert row.startswith("| gkt forget 3 seed 0 | time |") and ("censored at 4 s" in row) == tt["censored"]

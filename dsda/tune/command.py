@@ -4,6 +4,7 @@
     python -m dsda tune --reproduce STUDY       re-run the stored best trial; exit 1 unless its value is the same
     python -m dsda tune --list                  every declared study: state, trials, best value and parameters
     python -m dsda tune --curves gkt            GKT's (or ISPF's) capped learning curves (dsda/tune/curves.py)
+    python -m dsda tune --summary               write results/tuning/SUMMARY.md from the storage (dsda/tune/summary.py)
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             st = status(name)
             best = "" if st["best"] is None else f" best {st['best']['value']:.4f} {json.dumps(st['best']['params'])}"
             print(f"{name:18s} {STUDIES[name].family:5s} {st['state']:8s} {st['trials']}/{st['budget']}{best}")
+        return 0
+    if args.summary:
+        from .summary import write_summary
+        print(f"[dsda] wrote {write_summary()}")
         return 0
     if args.curves:
         from .curves import run_curves
@@ -43,6 +48,7 @@ def add_parser(sub, command) -> None:
     p.add_argument("study", nargs="?", help="a study declared in dsda/tune/spaces.py")
     p.add_argument("--reproduce", action="store_true", help="re-run the stored best trial and compare its value")
     p.add_argument("--list", action="store_true", help="list every study with its state and best trial")
+    p.add_argument("--summary", action="store_true", help="write results/tuning/SUMMARY.md from the studies and curves")
     p.add_argument("--curves", metavar="METHOD", help="run the learning curves of gkt or ispf with their published "
                                                       "settings, capped at 30 minutes per run")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (recorded; default 1)")

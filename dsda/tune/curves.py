@@ -103,13 +103,17 @@ def run_curve(method: str, task: tuple[int, ...], seed: int, family: str = "cpu"
         "loadavg": {"start": list(load_start), "end": list(os.getloadavg())}, "provenance": provenance("cpu")})
 
 
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Atomically: a temporary file beside `path`, then rename."""
-    import json
+def write_text(path: Path, text: str) -> None:
+    """Atomically: a temporary file beside `path`, then rename (a killed run leaves no half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    import json
+    write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def run_curves(method: str, family: str = "cpu", threads: int = 1, root: str | Path | None = None) -> list[Path]:
