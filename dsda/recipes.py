@@ -108,12 +108,25 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 # `circle_weight` w is stored as lambdas=(1.0, 1.0, w). tests/test_tune_registry.py checks every entry against
 # results/tuning/<study>.sqlite3.
 VAL_TUNED = {
+    "val-paper": ("cpu-paper", "paper_full", 2, 3.931018518518515,
+        dict(lr=0.00018007488912122905, forget_bound=0.7694728870688813, patience=1, c=0.049717215194241396,
+             delta=8.995911186852338, origin="centre_mean", optima="fixed", circle_features="post_relu",
+             lambdas=(1.0, 1.0, 0.07449871379613902))),
+    "val-paper-wo-disc": ("cpu-paper", "paper_wo_disc", 0, 2.6586226851851844,
+        dict(disc=False, lr=7.655878069160852e-05, forget_bound=2.450638706537559, patience=1,
+             c=0.06111032237216223)),
     "val-kd-head": ("cpu-kd-head", "kd_head", 10, 1.1766203703703675,
         dict(lr=0.023560007739502096, forget_bound=8.64586134748007, patience=5, kd_temperature=1.5767393104106717,
              c=0.5594809507630327)),
+    "val-retrain-like": ("cpu-retrain-like", "retrain_like", 11, 0.7052083333333328,
+        dict(lr=0.02489816224997522, forget_entropy=1.1799865779872423, kd_temperature=5.952506416060707,
+             c=0.6413121671824137)),
 }
 VAL_TITLES = {   # what each is, by its switches and its base recipe's title; "tuned" = chosen by its study
+    "val-paper": "paper objective (cpu budget), tuned; Circle cosines from the centres' mean",
+    "val-paper-wo-disc": "paper objective without L_Disc (cpu budget), tuned",
     "val-kd-head": "KD head-only DAMO (no L_Disc), tuned",
+    "val-retrain-like": "Retrain-like KD head-only DAMO, tuned",
 }
 
 

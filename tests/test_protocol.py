@@ -58,3 +58,14 @@ def test_tuning_may_read_dev_tasks_only():
         P.check_tuning_tasks("cpu-val", [[3], [8]])
     with pytest.raises(ValueError, match="declares no dev tasks"):
         P.dev_tasks("paper")
+
+
+def test_the_readme_repeats_the_protocol_paragraph_word_for_word():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    protocol = (root / "docs" / "PROTOCOL.md").read_text().split("**In one paragraph.** ", 1)[1].split("\n\n", 1)[0]
+    readme = (root / "README.md").read_text()
+    heading = "## The protocol: a validation split, dev tasks apart from report tasks, one tuning procedure\n\n"
+    assert heading in readme, "README.md lost its protocol section"
+    words = lambda text: text.split()  # noqa: E731  (line breaks differ between the two files)
+    assert words(readme.split(heading, 1)[1].split("\n\n", 1)[0]) == words(protocol)

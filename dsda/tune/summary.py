@@ -22,10 +22,18 @@ def _value(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def trial_seconds(name: str, root: str | Path | None = None) -> float:
+    """Wall time of the study's finished trials together (each trial's `wall_s`; 0 without storage)."""
+    from .study import done_trials, open_study, storage_path
+    if not storage_path(name, root).is_file():
+        return 0.0
+    return sum(t.user_attrs.get("wall_s", 0.0) for t in done_trials(open_study(STUDIES[name], root, create=False)))
+
+
 def study_rows(root: str | Path | None = None) -> list[str]:
     from .registry import status
-    rows = ["| study | variant | trials | best trial | objective (points) | tuned values | registers |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| study | variant | trials | best trial | objective (points) | tuned values | registers | trials' time (s) |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, spec in STUDIES.items():
         if spec.family != "cpu":
             continue
@@ -34,7 +42,7 @@ def study_rows(root: str | Path | None = None) -> list[str]:
         gap = "" if best["value"] is None else f"{best['value']:.3f}"
         values = ", ".join(f"{k}={_value(v)}" for k, v in best["params"].items())
         rows.append(f"| `{name}` | {spec.title} | {st['trials']}/{st['budget']} ({st['state']}) | {best['trial']} | "
-                    f"{gap} | {values} | `{spec.registers}` |")
+                    f"{gap} | {values} | `{spec.registers}` | {trial_seconds(name, root):.0f} |")
     return rows
 
 
@@ -59,7 +67,8 @@ def summary(root: str | Path | None = None) -> str:
         f"Every cpu study: Optuna, TPESampler(seed={SAMPLER_SEED}, n_startup_trials={STARTUP_TRIALS}), "
         f"{TRIALS['cpu']} trials, profile `{TUNING_PROFILE['cpu']}`, validation split, tuning tasks {tasks}; "
         "objective = mean absolute gap to the retrained oracle over A_f, A_r, A_all and MIA (docs/PROTOCOL.md, 3). "
-        "Storage: `results/tuning/<study>.sqlite3`.", ""]
+        "Storage: `results/tuning/<study>.sqlite3`. Trials' time: the sum of the trials' wall times (one thread "
+        "each, two studies side by side on 2 cores; without each study's one-off loading and synthesis).", ""]
     curves = ["", "GKT and ISPF with their published settings, capped at 30 minutes; time to target = first kept "
               "student with A_f <= 1 % and A_r >= the oracle's minus 3 points, validation split "
               "(docs/PROTOCOL.md, 3b). Storage: `results/tuning/curves/`.", ""]
