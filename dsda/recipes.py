@@ -115,6 +115,10 @@ VAL_TUNED = {
     "val-paper-wo-disc": ("cpu-paper", "paper_wo_disc", 0, 2.6586226851851844,
         dict(disc=False, lr=7.655878069160852e-05, forget_bound=2.450638706537559, patience=1,
              c=0.06111032237216223)),
+    "val-paper-wo-mt": ("cpu-paper", "paper_wo_mt", 9, 2.859780092592593,
+        dict(multitask=False, lr=9.711128947708371e-05, forget_bound=1.4957537203467395, patience=4,
+             delta=6.150252956571959, origin="zero", optima="fixed", circle_features="pre_relu",
+             lambdas=(1.0, 1.0, 0.004405712285265269))),
     "val-kd-head": ("cpu-kd-head", "kd_head", 10, 1.1766203703703675,
         dict(lr=0.023560007739502096, forget_bound=8.64586134748007, patience=5, kd_temperature=1.5767393104106717,
              c=0.5594809507630327)),
@@ -125,6 +129,7 @@ VAL_TUNED = {
 VAL_TITLES = {   # what each is, by its switches and its base recipe's title; "tuned" = chosen by its study
     "val-paper": "paper objective (cpu budget), tuned; Circle cosines from the centres' mean",
     "val-paper-wo-disc": "paper objective without L_Disc (cpu budget), tuned",
+    "val-paper-wo-mt": "paper objective without the multitask step (cpu budget), tuned; L_Disc on pre-ReLU features",
     "val-kd-head": "KD head-only DAMO (no L_Disc), tuned",
     "val-retrain-like": "Retrain-like KD head-only DAMO, tuned",
 }
