@@ -70,7 +70,7 @@ class ISPFConfig:
     post_filter: bool = True             # the PF of ISPF (False: distil the raw teacher logits)
     snapshot_every: int = 0              # ours: store the student every that many student steps (0 = off)
     max_seconds: float = 0.0             # ours: stop (stop_reason "time") once the run has taken that long,
-                                         # checked before each generator step (0 = off)
+                                         # checked before each round of g_steps + kd_steps (0 = off)
     progress: bool = False               # tqdm progress bar
 
     def __post_init__(self):
