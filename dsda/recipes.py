@@ -112,6 +112,10 @@ VAL_TUNED = {
         dict(lr=0.00018007488912122905, forget_bound=0.7694728870688813, patience=1, c=0.049717215194241396,
              delta=8.995911186852338, origin="centre_mean", optima="fixed", circle_features="post_relu",
              lambdas=(1.0, 1.0, 0.07449871379613902))),
+    "val-paper-w-egds": ("cpu-paper", "paper_w_egds", 2, 2.9935763888888873,
+        dict(sampler="sgld", lr=0.00018007488912122905, forget_bound=0.7694728870688813, patience=1,
+             c=0.049717215194241396, delta=8.995911186852338, origin="centre_mean", optima="fixed",
+             circle_features="post_relu", lambdas=(1.0, 1.0, 0.07449871379613902))),
     "val-paper-wo-disc": ("cpu-paper", "paper_wo_disc", 0, 2.6586226851851844,
         dict(disc=False, lr=7.655878069160852e-05, forget_bound=2.450638706537559, patience=1,
              c=0.06111032237216223)),
@@ -124,6 +128,9 @@ VAL_TUNED = {
     "val-kd-head": ("cpu-kd-head", "kd_head", 10, 1.1766203703703675,
         dict(lr=0.023560007739502096, forget_bound=8.64586134748007, patience=5, kd_temperature=1.5767393104106717,
              c=0.5594809507630327)),
+    "val-kd-head-w-egds": ("cpu-kd-head", "kd_head_w_egds", 10, 1.1358796296296303,
+        dict(sampler="sgld", lr=0.023560007739502096, forget_bound=8.64586134748007, patience=5,
+             kd_temperature=1.5767393104106717, c=0.5594809507630327)),
     "val-kd-head-wo-mt": ("cpu-kd-head", "kd_head_wo_mt", 8, 1.5808449074074098,
         dict(multitask=False, lr=0.0010242733174026977, forget_bound=8.956927884651916, patience=2,
              kd_temperature=7.656678883808144)),
@@ -133,10 +140,13 @@ VAL_TUNED = {
 }
 VAL_TITLES = {   # what each is, by its switches and its base recipe's title; "tuned" = chosen by its study
     "val-paper": "paper objective (cpu budget), tuned; Circle cosines from the centres' mean",
+    "val-paper-w-egds": "paper objective on SGLD synthesis (w-EGDS, cpu budget), tuned; Circle cosines from the "
+                        "centres' mean",
     "val-paper-wo-disc": "paper objective without L_Disc (cpu budget), tuned",
     "val-paper-wo-mt": "paper objective without the multitask step (cpu budget), tuned; L_Disc on pre-ReLU features",
     "val-paper-standard": "standard losses (L_R + L_F, all parameters, cpu budget), tuned",
     "val-kd-head": "KD head-only DAMO (no L_Disc), tuned",
+    "val-kd-head-w-egds": "KD head-only DAMO on SGLD synthesis (w-EGDS), tuned",
     "val-kd-head-wo-mt": "KD head-only DAMO without the multitask step, tuned",
     "val-retrain-like": "Retrain-like KD head-only DAMO, tuned",
 }

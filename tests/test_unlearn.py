@@ -229,3 +229,14 @@ def test_a_set_from_dsda_synthesize_is_accepted_when_it_matches_the_recipe():
     assert rep["synthesis_shared"] is True and rep["n_synthetic"] == {"retain": 32, "forget": 8}
     with pytest.raises(ValueError, match="n_per_class 8 \\(recipe: 9\\)"):
         U.unlearn(model, [2], profile="smoke", seed=1, synthetic=syn, **{**FAST, "n_per_class": 9})
+
+
+def test_tuned_recipes_are_named_for_what_they_are_and_point_at_their_study():
+    from dsda.recipes import RECIPES, VAL_TUNED
+    from dsda.tune.spaces import STUDIES
+    assert set(VAL_TUNED) == {s.registers for s in STUDIES.values() if s.kind == "dsda" and s.family == "cpu"}
+    for name, (base, study, trial, gap, fields) in VAL_TUNED.items():
+        r = RECIPES[name]
+        assert "DSDA" not in r.title and "tuned" in r.title     # never the paper method's name; says it was tuned
+        assert f"results/tuning/{study}.sqlite3" in r.evidence and f"trial {trial}" in r.evidence
+        assert STUDIES[study].base == base and STUDIES[study].registers == name
