@@ -211,6 +211,10 @@ class Distiller(abc.ABC):
         self.G = seeded_init_(G, s.gen).to(s.device)
         self.snaps = Snapshots(cfg.snapshot_every, s.t0)
 
+    def out_of_time(self) -> bool:
+        """Whether the run has used its `max_seconds` (0 = no cap): the learning-curve runs' cap (issue 17)."""
+        return 0 < self.cfg.max_seconds <= self.s.elapsed()
+
     @abc.abstractmethod
     def entries(self) -> dict[str, Any]:
         """The method's own report entries (steps, stop reason, curves, ...)."""

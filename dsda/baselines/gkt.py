@@ -233,7 +233,7 @@ def run(model: nn.Module, forget_classes, *, config: GKTConfig | None = None, se
     t = Transfer(model, forget_classes, config, seed, device)   # one generator: student init, G init, every z
     with progress_bar(t.cfg.n_cycles, "GKT", t.cfg.progress) as bar:
         while t.n.cycles < t.cfg.n_cycles:
-            if 0 < t.cfg.max_seconds <= t.s.elapsed():   # the learning-curve runs' wall-clock cap (issue 17)
+            if t.out_of_time():
                 t.stop_reason = "time"
                 break
             batch = t.draw()

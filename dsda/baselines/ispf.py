@@ -218,7 +218,7 @@ class Distillation(Distiller):
         kd = epoch >= self.cfg.warmup_epochs              # code: no distillation during the warm-up epochs
         ep = Epoch()
         for _ in range(self.rounds):
-            if 0 < self.cfg.max_seconds <= self.s.elapsed():   # the learning-curve runs' wall-clock cap (issue 17)
+            if self.out_of_time():
                 self.stop_reason = "time"
                 break
             for _ in range(self.cfg.g_steps):
