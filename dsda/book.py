@@ -8,7 +8,8 @@ Sphinx, MyST-NB and the book theme install from PyPI and build without the netwo
 1. `stage` copies the sources into a folder with the repository's layout, so every relative link of the
    README and of docs/ stays valid: the README becomes the landing page `index.md` (with the table of
    contents appended), each notebook a chapter, with the figures its run wrote (listed in
-   `results/<profile>/<notebook>.json`) appended as a last Markdown cell, and docs/*.md the method pages.
+   `results/<profile>/<notebook>.json`) appended as a last Markdown cell, and docs/*.md and
+   `RESULT_PAGES` (written by the code, linked from the README) the method and evidence pages.
 2. `build` runs `sphinx-build -W` on it in a subprocess: a missing image or a link to a missing page is a
    warning, hence an error.
 3. `check_site` then reads every built page and lists each local image or link that does not resolve
@@ -40,6 +41,9 @@ html_theme = "sphinx_book_theme"
 html_theme_options = {"show_toc_level": 2}
 exclude_patterns = ["_build"]
 '''
+
+# Markdown files the code writes under results/ that the README links to (each becomes a page)
+RESULT_PAGES = ["results/tuning/SUMMARY.md"]
 
 
 def figure_cell(notebook: Path, results: Path) -> str | None:
@@ -78,6 +82,12 @@ def stage(dest: Path, root: Path | None = None, profile: str = "cpu") -> Path:
         nbformat.write(nb, dest / "notebooks" / nb_path.name)
         chapters.append(f"notebooks/{nb_path.stem}")
     pages = [f"docs/{p.stem}" for p in sorted((root / "docs").glob("*.md"))]
+    for page in RESULT_PAGES:          # the README links to them: they are pages of the book, at the same path
+        if not (root / page).exists():  # not written yet: the README's link to it then fails the check
+            continue
+        (dest / page).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / page, dest / page)
+        pages.append(page.removesuffix(".md"))
     index = (root / "README.md").read_text() + _toctree("Notebooks", chapters) + _toctree("Method and evidence", pages)
     (dest / "index.md").write_text(index)
     (dest / "conf.py").write_text(CONF)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from dsda.book import check_site, make_book
+from dsda.book import RESULT_PAGES, check_site, make_book
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +23,8 @@ def test_the_book_builds_and_every_figure_and_internal_link_resolves(built_book)
             assert (html / "_images" / Path(fig).name).stat().st_size > 1000
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert (html / "docs" / f"{doc.stem}.html").exists()
+    for page in RESULT_PAGES:                    # linked from the README: a page of the book, not a dead link
+        assert (html / page).with_suffix(".html").exists(), page
     assert "Table 1, forgetting one class" in index.read_text(), "the README (with its results tables) is the landing page"
 
 
