@@ -223,7 +223,8 @@ def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
     """What every result file records next to its numbers."""
     dev = resolve_device(device or "auto")
     return {"versions": library_versions(), "git_commit": git_commit(), "device": str(dev),
-            "device_name": device_name(dev), "platform": platform.platform(),
+            "device_name": device_name(dev), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "platform": platform.platform(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

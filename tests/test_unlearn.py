@@ -200,25 +200,39 @@ def test_dsda_unlearn_stays_the_function_after_the_module_is_imported():
     assert callable(dsda.unlearn) and dsda.unlearn is U.unlearn
 
 
-# SHA-256 (dsda.train.state_digest) of the unlearned weights, forget class 3, seed 0. The cpu default, cpu-kd-head, was
-# measured at commit 6406888 with 1 and 2 threads (identical; still so with issue 15's head-only DAMO on fixed
-# features); cpu-kd-head-goal (issue 15, goal-sized synthesis) with the code of the commit that adds it, 1 and 2
-# threads (identical). Restructuring the code must not change a single bit of them.
+# SHA-256 (dsda.train.state_digest) of the unlearned weights, forget class 3, seed 0, per machine: the floats of one
+# run depend on the CPU's kernels (AVX-512 or AVX2, MKL's vendor dispatch) and, on the AMD machine, on the thread
+# count, so a digest is a promise about one kind of machine (dsda.utils.device_name: CPU model and torch threads).
+# - "Intel(R) Xeon(R) Processor": cpu-kd-head measured at commit 6406888, cpu-kd-head-goal at f884e55 (1 and 2
+#   threads, identical).
+# - "AMD EPYC", 2 threads (what `make test` uses there): measured on f884e55 and on this file's commit (identical).
+# Restructuring the code must not change a single bit of them. On a machine not listed the test is skipped with
+# its name; add that machine's digests only from a checkout whose Intel or AMD digests still hold.
 RECIPE_CLASS3_DIGESTS = {
-    "cpu-kd-head": "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f",   # CPU_DEFAULT_CLASS3_DIGEST
-    "cpu-kd-head-goal": "1aec344039865cbdbee4cb44c9d548354a4a9d935512da652e21efd5d746eb74",
+    "Intel(R) Xeon(R) Processor (1 threads)": {
+        "cpu-kd-head": "7f3e159adfb87efe40b686bbab16ea0031103af903c6fdc36ee12fd97ee33c2f",
+        "cpu-kd-head-goal": "1aec344039865cbdbee4cb44c9d548354a4a9d935512da652e21efd5d746eb74",
+    },
+    "AMD EPYC (2 threads)": {
+        "cpu-kd-head": "cfa5fbc535a401c69e665a346cff2d0c2a7434b9df559b6cd9586f6ecc34c361",
+        "cpu-kd-head-goal": "62ca8db858d8f01094d801679c603212a122d10604fd7eafdd761da50dc862ca",
+    },
 }
-CPU_DEFAULT_CLASS3_DIGEST = RECIPE_CLASS3_DIGESTS["cpu-kd-head"]
+RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (2 threads)"] = RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (1 threads)"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("recipe", sorted(RECIPE_CLASS3_DIGESTS))
+@pytest.mark.parametrize("recipe", ["cpu-kd-head", "cpu-kd-head-goal"])
 def test_cpu_recipe_unlearned_weights_are_bitwise_unchanged(recipe):
     from dsda.train import state_digest
+    from dsda.utils import device_name
+    machine = device_name(torch.device("cpu"))
+    if machine not in RECIPE_CLASS3_DIGESTS:
+        pytest.skip(f"no recorded digest for this machine ({machine}); recorded: {', '.join(RECIPE_CLASS3_DIGESTS)}")
     unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0,
                                   recipe=recipe)
-    assert state_digest(unlearned.state_dict()) == RECIPE_CLASS3_DIGESTS[recipe], (rep["steps"], rep["stop_reason"])
+    assert state_digest(unlearned.state_dict()) == RECIPE_CLASS3_DIGESTS[machine][recipe], (rep["steps"], rep["stop_reason"])
 
 
 def test_a_set_from_dsda_synthesize_is_accepted_when_it_matches_the_recipe():
