@@ -218,7 +218,8 @@ RECIPE_CLASS3_DIGESTS = {
         "cpu-kd-head-goal": "62ca8db858d8f01094d801679c603212a122d10604fd7eafdd761da50dc862ca",
     },
 }
-RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (2 threads)"] = RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (1 threads)"]
+RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (2 threads)"] = \
+    RECIPE_CLASS3_DIGESTS["Intel(R) Xeon(R) Processor (1 threads)"]
 
 
 @pytest.mark.slow
@@ -232,7 +233,8 @@ def test_cpu_recipe_unlearned_weights_are_bitwise_unchanged(recipe):
         pytest.skip(f"no recorded digest for this machine ({machine}); recorded: {', '.join(RECIPE_CLASS3_DIGESTS)}")
     unlearned, rep = dsda.unlearn(dsda.original_model("cpu", progress=False), [3], profile="cpu", seed=0,
                                   recipe=recipe)
-    assert state_digest(unlearned.state_dict()) == RECIPE_CLASS3_DIGESTS[machine][recipe], (rep["steps"], rep["stop_reason"])
+    expected = RECIPE_CLASS3_DIGESTS[machine][recipe]
+    assert state_digest(unlearned.state_dict()) == expected, (rep["steps"], rep["stop_reason"])
 
 
 def test_a_set_from_dsda_synthesize_is_accepted_when_it_matches_the_recipe():
