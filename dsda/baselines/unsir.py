@@ -71,6 +71,9 @@ PROFILES = {
     # with val A_f <= 5 %); impair 1e-2 + repair 3e-3: 0.2 / 87.4. Most of the forgetting happens in the
     # repair epoch (retain data only), not in the noise-impair epoch.
     "cpu": {"impair_lr": 1e-3, "repair_lr": 5e-3},
+    # cpu-val: the cpu settings with study unsir's best trial (results/tuning/unsir.sqlite3: trial 10 of 12, mean
+    # gap to the oracle 2.775 points on the validation split of tuning tasks 3 and 3+5; issue 17)
+    "cpu-val": {"impair_lr": 1.2588709505950311e-05, "repair_lr": 0.006253415742227408},
     "paper": {},
 }
 
