@@ -149,6 +149,35 @@ def test_the_registry_check_compares_the_recipe_with_the_best_trial(tiny, monkey
     assert "no finished trial" in registry.mismatches("smoke_neggrad", root)[0]
 
 
+def test_a_resumed_study_draws_new_points_and_a_fresh_one_keeps_the_seed(tmp_path):
+    """No model runs: ask / tell only. Before the fix, the resumed process redrew trials 0 and 1."""
+    from optuna.distributions import FloatDistribution
+    spec, space = spaces.get_study("smoke_neggrad"), {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+
+    def draw(root, n):
+        st = study.open_study(spec, root)
+        out = []
+        for _ in range(n):
+            t = st.ask(space)
+            st.tell(t, 1.0)
+            out.append(t.params["lr"])
+        return out
+    first, resumed = draw(tmp_path / "a", 2), draw(tmp_path / "a", 2)
+    assert len(set(first + resumed)) == 4
+    assert draw(tmp_path / "b", 4)[:2] == first          # a fresh study: the same seed as before the fix
+
+
+def test_a_repeated_point_does_not_count_towards_the_budget(tmp_path):
+    from optuna.distributions import FloatDistribution
+    st = study.open_study(spaces.get_study("smoke_neggrad"), tmp_path)
+    space = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for lr, value in [(1e-3, 2.0), (1e-3, 2.0), (2e-3, 1.0)]:
+        st.enqueue_trial({"lr": lr})
+        st.tell(st.ask(space), value)
+    assert [t.params["lr"] for t in study.done_trials(st)] == [1e-3, 2e-3]
+    assert registry.status("smoke_neggrad", tmp_path)["trials"] == 2
+
+
 def test_a_changed_declaration_is_refused(tiny, monkeypatch):
     root, _ = tiny
     spec = spaces.get_study("smoke_kd_head")

@@ -4,7 +4,8 @@
     reproduce("kd_head")        # python -m dsda tune --reproduce kd_head: re-runs the best trial, checks its value
 
 A study is minimised with optuna.samplers.TPESampler(seed=SAMPLER_SEED, n_startup_trials=STARTUP_TRIALS)
-for exactly `spec.n_trials` trials (complete, or failed because the variant diverged at the trial's values:
+(a resumed one with the seed offset by its stored trials, so it does not redraw earlier points) until it
+has `spec.n_trials` distinct points (trials complete, or failed because the variant diverged at the values:
 that counts, as it would for any variant; a trial that failed for another reason is run again). Its storage,
 `results/tuning/<name>.sqlite3`, holds every trial (parameters, value, per-task rows in `per_task`, wall time)
 and, as study attributes, the declaration it was run with (`declaration`: the space, the switches, the budget,
@@ -53,6 +54,13 @@ def _optuna():
     return optuna
 
 
+def resumed_sampler(stored_trials: int) -> Any:
+    """TPE seeded with SAMPLER_SEED plus the number of trials already stored. A fresh study gets SAMPLER_SEED
+    itself; a resumed one gets a new stream. With one seed for every process, each resume drew the startup
+    points again from the start: finetune's and ssd's studies, resumed, repeated 3 of their 12 trials."""
+    return _optuna().samplers.TPESampler(seed=SAMPLER_SEED + stored_trials, n_startup_trials=STARTUP_TRIALS)
+
+
 def open_study(spec: StudySpec, root: str | Path | None = None, create: bool = True, threads: int = 1) -> Any:
     """The study in its storage (created with its declaration, or loaded and checked against it)."""
     optuna = _optuna()
@@ -61,8 +69,8 @@ def open_study(spec: StudySpec, root: str | Path | None = None, create: bool = T
         raise ValueError(f"study {spec.name!r} has no storage at {path}; run `python -m dsda tune {spec.name}` first")
     path.parent.mkdir(parents=True, exist_ok=True)
     study = optuna.create_study(study_name=spec.name, storage=f"sqlite:///{path}", direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=SAMPLER_SEED, n_startup_trials=STARTUP_TRIALS),
-                                load_if_exists=True)
+                                sampler=resumed_sampler(0), load_if_exists=True)
+    study.sampler = resumed_sampler(len(study.trials))
     stored = study.user_attrs.get("declaration")
     if stored is None:
         from ..utils import provenance
@@ -87,9 +95,17 @@ def _fail_stale(study: Any) -> int:
 
 def done_trials(study: Any) -> list:
     """The trials that count towards the budget: complete ones, and failed ones whose variant diverged
-    (`diverged` set by the objective). A trial that failed otherwise (a bug, a guard, a killed process) runs again."""
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state.name == "COMPLETE" or (t.state.name == "FAIL" and t.user_attrs.get("diverged"))]
+    (`diverged` set by the objective), one per distinct point of the space: a repeated point adds no
+    information, so every variant's budget is the same number of distinct points. A trial that failed
+    otherwise (a bug, a guard, a killed process) runs again."""
+    seen, out = set(), []
+    for t in study.get_trials(deepcopy=False):
+        point = tuple(sorted(t.params.items()))
+        if (t.state.name == "COMPLETE" or (t.state.name == "FAIL" and t.user_attrs.get("diverged"))) \
+                and point not in seen:
+            seen.add(point)
+            out.append(t)
+    return out
 
 
 def _objective(ctx: Context, spec: StudySpec):
@@ -123,13 +139,16 @@ def run_study(name: str, root: str | Path | None = None, threads: int = 1, progr
     study = open_study(spec, root, threads=threads)
     threads = study.user_attrs["threads"]
     _fail_stale(study)
-    left = spec.n_trials - len(done_trials(study))
-    if left <= 0:
+    if len(done_trials(study)) >= spec.n_trials:
         print(f"[dsda] {name}: complete ({spec.n_trials} trials); best {study.best_value:.4f}", flush=True)
         return study
     ctx = Context(spec, threads).prepare(progress)
-    with forbid_split("test", GUARD):
-        study.optimize(_objective(ctx, spec), n_trials=left, catch=(NonFiniteError,))
+    for _ in range(3):     # a repeated point does not count (done_trials); TPE rarely repeats, a few passes suffice
+        left = spec.n_trials - len(done_trials(study))
+        if left <= 0:
+            break
+        with forbid_split("test", GUARD):
+            study.optimize(_objective(ctx, spec), n_trials=left, catch=(NonFiniteError,))
     print(f"[dsda] {name}: best trial {study.best_trial.number}, gap {study.best_value:.4f}, "
           f"{study.best_params}", flush=True)
     return study
