@@ -62,9 +62,9 @@ PROFILES = {
     # 93.1, nothing forgotten); 5: 56.3 / 93.1; 4.5: 49.8 / 91.9; 4: 7.1 / 83.8; 3.5: 0.7 / 76.7; 3: 20.1 / 78.3;
     # 1: 30.8 / 30.5 (lam 0.1 changes little). 3.5 is the gentlest that forgets (val A_f <= 5 %).
     "cpu": {"batch_size": 64, "full_fraction": 0.25, "alpha": 3.5},
-    # cpu-val: the cpu settings with study ssd's best trial so far (results/tuning/ssd.sqlite3: trial 12, mean gap
-    # to the oracle 14.682 points on the validation split of tuning tasks 3 and 3+5; issue 17). 11 of its 12
-    # distinct points (a resume redrew trial 0's); the study resumes and the test re-checks this.
+    # cpu-val: the cpu settings with study ssd's best trial (results/tuning/ssd.sqlite3: trial 12 of 12 distinct
+    # points, mean gap to the oracle 14.682 points on the validation split of tuning tasks 3 and 3+5; issue 17;
+    # trial 2 repeated trial 0's point and does not count, trial 13 is the 12th point).
     # The best gap still leaves A_f 40 % on class 3: the settings that forget cost A_r far more (trials 3, 6).
     "cpu-val": {"batch_size": 64, "full_fraction": 0.25, "alpha": 0.5814139771119952, "lam": 1.889422786815162},
     "paper": {"batch_size": 64, "alpha": 10.0, "lam": 1.0, "full_fraction": 1.0},
