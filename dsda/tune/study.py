@@ -57,7 +57,7 @@ def _optuna():
 def resumed_sampler(stored_trials: int) -> Any:
     """TPE seeded with SAMPLER_SEED plus the number of trials already stored. A fresh study gets SAMPLER_SEED
     itself; a resumed one gets a new stream. With one seed for every process, each resume drew the startup
-    points again from the start: finetune's and ssd's studies, resumed, repeated 3 of their 12 trials."""
+    points again from the start: the resumed finetune and ssd studies repeated 3 and 1 of their points."""
     return _optuna().samplers.TPESampler(seed=SAMPLER_SEED + stored_trials, n_startup_trials=STARTUP_TRIALS)
 
 
@@ -100,9 +100,9 @@ def done_trials(study: Any) -> list:
     otherwise (a bug, a guard, a killed process) runs again."""
     seen, out = set(), []
     for t in study.get_trials(deepcopy=False):
+        finished = t.state.name == "COMPLETE" or (t.state.name == "FAIL" and t.user_attrs.get("diverged"))
         point = tuple(sorted(t.params.items()))
-        if (t.state.name == "COMPLETE" or (t.state.name == "FAIL" and t.user_attrs.get("diverged"))) \
-                and point not in seen:
+        if finished and point not in seen:
             seen.add(point)
             out.append(t)
     return out

@@ -65,7 +65,8 @@ def summary(root: str | Path | None = None) -> str:
     head = [
         "# The tuning round (written by `python -m dsda tune --summary`; do not edit)", "",
         f"Every cpu study: Optuna, TPESampler(seed={SAMPLER_SEED}, n_startup_trials={STARTUP_TRIALS}; a resumed "
-        f"study's seed is offset by its stored trials), {TRIALS['cpu']} distinct points (trials), profile `{TUNING_PROFILE['cpu']}`, validation split, tuning tasks {tasks}; "
+        f"study's seed is offset by its stored trials), {TRIALS['cpu']} distinct points (trials), profile "
+        f"`{TUNING_PROFILE['cpu']}`, validation split, tuning tasks {tasks}; "
         "objective = mean absolute gap to the retrained oracle over A_f, A_r, A_all and MIA (docs/PROTOCOL.md, 3). "
         "Storage: `results/tuning/<study>.sqlite3`. Trials' time: the sum of the trials' wall times (one thread "
         "each, two studies side by side on 2 cores; without each study's one-off loading and synthesis; it includes "
