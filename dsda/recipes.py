@@ -134,6 +134,9 @@ VAL_TUNED = {
     "val-kd-head-wo-mt": ("cpu-kd-head", "kd_head_wo_mt", 8, 1.5808449074074098,
         dict(multitask=False, lr=0.0010242733174026977, forget_bound=8.956927884651916, patience=2,
              kd_temperature=7.656678883808144)),
+    "val-kd-head-goal": ("cpu-kd-head-goal", "kd_head_goal", 7, 0.9956597222222197,
+        dict(lr=0.019982682096073394, forget_bound=0.978458113680061, patience=5, kd_temperature=1.2128834801397363,
+             c=0.5826728123851814, target_energy=0.0951635821850326, nfe=20, n_per_class=22)),
     "val-retrain-like": ("cpu-retrain-like", "retrain_like", 11, 0.7052083333333328,
         dict(lr=0.02489816224997522, forget_entropy=1.1799865779872423, kd_temperature=5.952506416060707,
              c=0.6413121671824137)),
@@ -148,6 +151,7 @@ VAL_TITLES = {   # what each is, by its switches and its base recipe's title; "t
     "val-kd-head": "KD head-only DAMO (no L_Disc), tuned",
     "val-kd-head-w-egds": "KD head-only DAMO on SGLD synthesis (w-EGDS), tuned",
     "val-kd-head-wo-mt": "KD head-only DAMO without the multitask step, tuned",
+    "val-kd-head-goal": "KD head-only DAMO (no L_Disc) on goal-sized synthesis, tuned with its stage 1",
     "val-retrain-like": "Retrain-like KD head-only DAMO, tuned",
 }
 

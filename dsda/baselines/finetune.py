@@ -48,9 +48,9 @@ PROFILES = {
     "smoke": {"epochs": 5, "lr": 0.1, "batch_size": 32},
     # ours: one pass over the 54k retain images (~1/2 min on 2 cores) instead of five passes at batch 64
     "cpu": {"epochs": 1, "batch_size": 128},
-    # cpu-val: the cpu settings with study finetune's best trial so far (results/tuning/finetune.sqlite3: trial 10,
-    # mean gap to the oracle 2.571 points on the validation split of tuning tasks 3 and 3+5; issue 17). 10 of its
-    # 12 distinct points: its resumes redrew 3 earlier points; the study resumes and the test re-checks this.
+    # cpu-val: the cpu settings with study finetune's best trial (results/tuning/finetune.sqlite3: trial 10 of its
+    # 12 distinct points, mean gap to the oracle 2.571 points on the validation split of tuning tasks 3 and 3+5;
+    # issue 17). Trials 4-6 repeat points 0-2 (redrawn by early resumes) and do not count.
     "cpu-val": {"epochs": 3, "batch_size": 128, "lr": 0.08442223576332743},
     "paper": {},  # published setting (the defaults)
 }

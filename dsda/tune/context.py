@@ -6,7 +6,7 @@ reports its test accuracy, which is reporting, not choosing). `trial_value(ctx, 
 with a trial's values on every dev task and seed and returns the mean gap (dsda/tune/objective.py):
 
 - a DSDA recipe: `dsda.unlearn(original, task, recipe=..., synthetic=S)` with one synthetic set per (seed,
-  stage-1 settings), made on first use and reused by every later trial (stage 1 is never tuned);
+  stage-1 settings), made on first use and reused by every later trial (only kd_head_goal tunes stage 1);
 - a baseline: `dsda.baselines.run_method(..., evaluate=False)`, which grants it the training images it
   declares (the train split minus the validation split, on a -val profile).
 

@@ -19,7 +19,8 @@ way:
   paper's extractor, where every cosine is >= 0, or pre-ReLU, `Classifier.pre_relu_features`, where the
   negative optimum is reachable).
 
-Stage 1 (the synthetic set) is never tuned: each study makes one set per seed and reuses it in every trial.
+Stage 1 (the synthetic set) is not tuned, except by `kd_head_goal`, whose purpose is choosing its sizes (`GOAL`):
+each other study makes one set per seed and reuses it in every trial.
 A parameter named `circle_weight` becomes `lambdas=(1, 1, w)`; every other name is a field of the variant's
 config (DamoConfig for DSDA recipes, the method's config for baselines).
 """
@@ -115,6 +116,11 @@ CIRCLE = {"circle_weight": real(1e-4, 1.0, log=True), "delta": real(4.0, 64.0, l
 RETRAIN_LIKE = {"lr": real(1e-4, 3e-2, log=True), "forget_entropy": real(0.1, 2.0, log=True),
                 "kd_temperature": real(1.0, 8.0)}
 SGLD = {"sampler": "sgld"}          # the w-EGDS switch: SGLD instead of AEGDS at the same NFE
+# goal-sized stage 1 (issue 15): energy target, NFE cap (even: 2 score evaluations per AEGDS step) and images per
+# class. The bounds are the speed requirement: at most 32 x 24 = 768 image-NFE per class, under a third of the
+# 64 x 40 = 2,560 of cpu-kd-head, whatever the target; the target decides how much of the cap is spent.
+GOAL = {"target_energy": real(0.01, 0.3, log=True), "nfe": choice(8, 12, 16, 20, 24),
+        "n_per_class": integer(16, 32)}
 
 
 def _dsda(name, title, base, space, fixed=None, registers="", family="cpu", requires=""):
@@ -139,6 +145,10 @@ STUDIES: dict[str, StudySpec] = {s.name: s for s in (
           "val-kd-head-w-egds"),
     _dsda("kd_head_wo_mt", "KD head-only DAMO wo-mt", "cpu-kd-head", HEAD, {"multitask": False},
           "val-kd-head-wo-mt"),
+    # the cpu recipe on goal-sized synthesis (issue 15's faster default): the only study that tunes stage 1, whose
+    # sizes are what it is for; one synthetic set per distinct stage-1 point (seconds each)
+    _dsda("kd_head_goal", "KD head-only DAMO, goal-sized synthesis", "cpu-kd-head-goal", {**HEAD, **CAGRAD, **GOAL},
+          registers="val-kd-head-goal"),
     # the forget-like-retrain recipe (branch issue14: forget loss distilled towards a retrained-like target)
     _dsda("retrain_like", "Retrain-like KD head-only DAMO", "cpu-retrain-like", {**RETRAIN_LIKE, **CAGRAD},
           registers="val-retrain-like", requires="issue 14 (recipe cpu-retrain-like, DamoConfig.forget_entropy)"),
