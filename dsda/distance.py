@@ -217,13 +217,14 @@ def evaluation_extras(out: dict, g: Any, model: nn.Module, reference: nn.Module 
                       data: tuple) -> dict[str, Any]:
     """What `dsda.metrics.evaluate` adds with a reference and/or relearn: `out` and `g` are its metrics and
     probability groups, `data` its (train, test, train-subset indices, K). The reference is evaluated the
-    same way (its probabilities through the same cache, so a second call costs no forward pass)."""
-    from .metrics import _cached_proba, _groups, evaluate   # lazy: metrics imports this module lazily too
+    same way (its probabilities through the same cache, and its metrics memoised by
+    `dsda.metrics.reference_evaluation`, so a second call against the same oracle costs neither its forward
+    pass nor its attacks)."""
+    from .metrics import _groups, reference_evaluation   # lazy: metrics imports this module lazily too
     train, test, idx, k = data
     extra: dict[str, Any] = {}
-    if reference is not None:
-        ref = evaluate(reference, prof, forget_classes, device=dev, seed=seed)
-        p_tr, p_te = _cached_proba(reference, train.x, idx, test.x, prof.eval_batch_size, dev)   # a cache hit
+    if reference is not None:    # memoised: the same oracle gives the same values without a forward pass
+        ref, p_tr, p_te = reference_evaluation(reference, prof, forget_classes, seed, dev, data)
         g_ref = _groups(p_tr, train.y[idx], p_te, test.y, forget_classes, k)
         extra.update(reference_metrics(out, ref, g.forget_test[0], g_ref.forget_test[0], g.retain_test[0],
                                        g_ref.retain_test[0], len(g.forget_train[1]), tolerance))

@@ -524,3 +524,35 @@ def test_the_backbone_cache_gives_every_metric_of_the_plain_forward_pass(monkeyp
     assert calls == []
     assert every_metric(True) == plain
     assert len(calls) == 4       # train subset and test split, for the original's backbone and for `changed`'s
+
+
+def test_the_reference_metrics_memo_gives_every_metric_of_a_fresh_evaluation(monkeypatch):
+    """Issue 15: `evaluate(model, reference=oracle)` memoises the oracle's own metrics. Every metric (the distance
+    keys included) must equal the memo-free evaluation's, for two models against one oracle and for a second task;
+    the oracle's attacks run once per (task) key, and a caller changing its copy does not reach the memo."""
+    import dsda
+    original = dsda.original_model("smoke", progress=False)
+    oracle = dsda.retrain_model("smoke", [3], progress=False)
+    other, _ = dsda.unlearn(original, [3], "smoke", seed=0, recipe="smoke-kd-head", device="cpu", nfe=4,
+                            max_steps=10)
+    fits = []
+    real = M.mia_confidence_svc
+    monkeypatch.setattr(M, "mia_confidence_svc", lambda *a: fits.append(1) or real(*a))
+
+    def every_metric(memo: bool) -> list[dict]:
+        monkeypatch.setattr(M, "REFERENCE_CACHE", memo)
+        M._REFERENCE_METRICS.clear()
+        fits.clear()
+        return [M.evaluate(m, "smoke", f, device="cpu", reference=oracle) for f in ([3], [3, 1]) for m in (original, other)]
+
+    plain = every_metric(False)
+    assert len(fits) == 8                          # 4 evaluations, each fitting its model's and the oracle's SVC
+    memo = every_metric(True)
+    assert memo == plain and len(fits) == 6        # the oracle's SVC once per task
+    from dsda.data import load_dataset
+    prof = M.get_profile("smoke")
+    train, test = load_dataset(prof.dataset, "train"), load_dataset(prof.dataset, "test")
+    data = (train, test, M.eval_train_subset(train.y, prof.eval_train_per_class), 10)
+    got = M.reference_evaluation(oracle, prof, [3], 0, torch.device("cpu"), data)[0]
+    got["A_r"] = -1.0
+    assert M.reference_evaluation(oracle, prof, [3], 0, torch.device("cpu"), data)[0]["A_r"] != -1.0

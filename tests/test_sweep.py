@@ -25,7 +25,7 @@ from dsda.sweep.estimate import report
 from dsda.sweep.jobs import build_graph, make_job
 from dsda.sweep.plan import available_plans
 from dsda.sweep.store import Store
-from dsda.sweep.verify import verify
+from dsda.sweep.verify import machine_note, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_RESULTS = load_plan("smoke").count()
@@ -175,6 +175,19 @@ def test_verify_reproduces_and_catches_a_tampered_metric(smoke_dask, stores):
             tampered.write(r)
     rows = verify("smoke", 1, store=str(tampered.root), progress=False)
     assert not rows[0]["ok"] and rows[0]["differences"][0].startswith("A_r:")
+    assert rows[0]["same_machine"] is True and machine_note(rows) is None
+
+
+def test_verify_names_the_machines_when_the_store_was_written_on_another_kind(smoke_dask, stores):
+    moved = Store(shutil.copytree(smoke_dask[0].root, stores / "moved"))
+    for r in moved.records():
+        if r["kind"] == "result":
+            r["provenance"]["device_name"] = "Some Other CPU (1 threads)"
+            moved.write(r)
+    rows = verify("smoke", 1, store=str(moved.root), progress=False)
+    assert rows[0]["ok"] and rows[0]["same_machine"] is False            # the metrics still come back here
+    assert rows[0]["stored_on"] == "Some Other CPU (1 threads)" and rows[0]["rerun_on"].endswith("(1 threads)")
+    assert "stored on Some Other CPU (1 threads), rerun on" in machine_note(rows)
 
 
 # ----------------------------------------------------------------------------- plans

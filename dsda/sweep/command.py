@@ -70,10 +70,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     verify_mode, plan = _words(args)
     _check_numbers(args)
     if verify_mode:
-        from .verify import verify
+        from .verify import machine_note, verify
         rows = verify(plan, args.sample, seed=args.seed, store=args.store)
         bad = [r for r in rows if not r["ok"]]
         print(f"[dsda] verify {plan}: {len(rows) - len(bad)} of {len(rows)} result(s) reproduced exactly")
+        if (note := machine_note(rows)) is not None:
+            print(f"[dsda] note: {note}")
         return 1 if bad else 0
     if args.dry_run:
         return _dry_run(plan, args)

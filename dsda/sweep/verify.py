@@ -47,16 +47,37 @@ def _rerun(graph: list, key: str) -> dict[str, Any]:
     return got[key]
 
 
+def machine_of(record: dict[str, Any]) -> str | None:
+    """The machine a record was computed on (CPU model or GPU, and torch threads), as its provenance names it."""
+    return (record.get("provenance") or {}).get("device_name")
+
+
 def check_one(graph: list, stored: dict[str, Any]) -> dict[str, Any]:
-    """One stored result rerun and compared: key, label, task, seed, ok, differences."""
+    """One stored result rerun and compared: key, label, task, seed, ok, differences, and the machines of the
+    stored run and of the rerun (`stored_on`, `rerun_on`; `same_machine`), since the bits of a CPU run depend
+    on the kind of CPU (its vector kernels): exactness is promised on the machine kind that wrote the store."""
     row = {k: stored.get(k) for k in ("key", "label", "task", "seed")}
+    row["stored_on"] = machine_of(stored)
     if stored["key"] not in {j.key for j in graph if j.kind == "result"}:
-        return {**row, "ok": False,
+        return {**row, "rerun_on": None, "same_machine": None, "ok": False,
                 "differences": ["not a job of the plan as it reads now (plan, recipe, config or version changed)"]}
     fresh = _rerun(graph, stored["key"])
+    row["rerun_on"] = machine_of(fresh)
+    row["same_machine"] = row["stored_on"] == row["rerun_on"]
     diff = [f"the rerun failed: {fresh.get('error')}"] if fresh["status"] != "ok" else \
         differences(stored.get("metrics") or {}, as_stored(fresh.get("metrics") or {}))
     return {**row, "ok": not diff, "differences": diff}
+
+
+def machine_note(rows: list[dict]) -> str | None:
+    """A line for the audit when some reruns ran on another kind of machine than their stored run, else None."""
+    other = sorted({(r["stored_on"], r["rerun_on"]) for r in rows if r.get("same_machine") is False}, key=str)
+    if not other:
+        return None
+    pairs = "; ".join(f"stored on {a}, rerun on {b}" for a, b in other)
+    return (f"{sum(r.get('same_machine') is False for r in rows)} rerun(s) ran on another machine than the stored "
+            f"run ({pairs}): CPU floats depend on the CPU's kernels, so exact equality is promised only on the "
+            f"machine kind that wrote the store; a mismatch there is not evidence of a wrong result")
 
 
 def verify(plan: Any, sample: int, seed: int = 0, store: str | None = None, progress: bool = True) -> list[dict]:
@@ -76,7 +97,8 @@ def verify(plan: Any, sample: int, seed: int = 0, store: str | None = None, prog
             graphs[t] = prepare(p, store, threads=t)[2]
         rows.append(r := check_one(graphs[t], stored))
         if progress:
-            print(f"[dsda] verify {key} {r['label']} forget {r['task']} seed {r['seed']}: "
+            where = "" if r["same_machine"] is not False else f" (stored on {r['stored_on']}, rerun on {r['rerun_on']})"
+            print(f"[dsda] verify {key} {r['label']} forget {r['task']} seed {r['seed']}{where}: "
                   + ("metrics reproduced exactly" if r["ok"] else "MISMATCH\n    " + "\n    ".join(r["differences"])),
                   flush=True)
     return rows
