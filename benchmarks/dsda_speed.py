@@ -2,6 +2,7 @@
 
     python benchmarks/dsda_speed.py                   # cpu profile, REPORT tasks 1, 5, 8; ~10 min on 2 busy cores
     python benchmarks/dsda_speed.py --repeats 5 --tasks '[[1], [5]]'
+    python benchmarks/dsda_speed.py --after val-kd-head-goal   # the recipe study kd_head_goal chose
 
 On the cpu profile, in one process, interleaved (before, after, before, after, ...) so that the load of a shared
 machine falls on both alike, each measured `--repeats` times, medians reported:
@@ -9,7 +10,8 @@ machine falls on both alike, each measured `--repeats` times, medians reported:
 - "before": recipe cpu-kd-head (the cpu default: every chain 40 NFE, 64 images per class) with DAMO's per-step
   backbone forward (dsda.damo.FIXED_FEATURES = False), i.e. the code path and values before issue 15;
 - "default now": cpu-kd-head with head-only DAMO on fixed features (the same weights, bit for bit);
-- "after": recipe cpu-kd-head-goal (goal-sized synthesis, dsda/chains.py; head-only DAMO on fixed features);
+- "after": the `--after` recipe (default cpu-kd-head-goal; goal-sized synthesis, dsda/chains.py; head-only DAMO on
+  fixed features);
 - "after, shared set": cpu-kd-head-goal with one SyntheticSet made once and passed to every task; its ET includes the
   set's whole synthesis time (`synthesis_shared: true`), as dsda.unlearn reports it;
 - the synthetic-embeddings baseline (`synth_embed`, its cpu settings);
@@ -20,7 +22,8 @@ ET is `dsda.run_method`'s `ET_s` (the method's call, timed by the runner; the sh
 unlearned weights are the same on every repeat (checked by digest); A_f / A_r / MIA are the test-split metrics of
 `dsda.evaluate` (the REPORT tasks were never used to choose anything). The machine (CPU model, threads) and the
 load average before and after are printed and written with the results to results/benchmarks/dsda_speed.json;
-the figure goes to results/benchmarks/dsda_speed.png.
+the figure goes to results/benchmarks/dsda_speed.png. The last line says whether issue 15's bar is met on every
+task: before/after >= 3x, after's A_f <= 1 % and its A_r within 0.3 points of before's.
 """
 from __future__ import annotations
 
@@ -87,11 +90,11 @@ def dsda_run(recipe: str, task: list[int], fixed_features: bool, synthetic=None)
     return rec, model
 
 
-def one_round(task, shared, timings, models) -> None:
+def one_round(task, shared, timings, models, after) -> None:
     """Every measured variant once on `task`, in a fixed order; ET and the weights' digest recorded."""
     runs = {"before": lambda: dsda_run(BEFORE, task, False), "default_now": lambda: dsda_run(BEFORE, task, True),
-            "after": lambda: dsda_run(AFTER, task, True),
-            "after_shared": lambda: dsda_run(AFTER, task, True, shared)}
+            "after": lambda: dsda_run(after, task, True),
+            "after_shared": lambda: dsda_run(after, task, True, shared)}
     for name, call in runs.items():
         rec, model = call()
         rep = rec["report"]
@@ -104,11 +107,11 @@ def one_round(task, shared, timings, models) -> None:
     timings.setdefault("synth_embed", []).append({"ET_s": rec["ET_s"]})
 
 
-def measure_task(task, shared, original, repeats) -> dict:
+def measure_task(task, shared, original, repeats, after) -> dict:
     timings, models, reference = {}, {}, []
     for _ in range(repeats):
         reference.append(reference_workload(original))
-        one_round(task, shared, timings, models)
+        one_round(task, shared, timings, models, after)
     for name in ("before", "default_now", "after", "after_shared"):
         digests = {t["digest"] for t in timings[name]}
         assert len(digests) == 1, f"{name} on {task}: the weights differ between repeats"
@@ -149,14 +152,29 @@ def print_row(row: dict) -> None:
         print(f"  {name}: " + ", ".join(f"{k} {met[name][k]:.2f}" for k in METRICS), flush=True)
 
 
-def figure(rows: list[dict], path: Path) -> None:
+def requirement(rows: list[dict]) -> dict:
+    """Issue 15's bar on every task: before/after >= 3, after's A_f <= 1 % and A_r within 0.3 points of before's."""
+    per = []
+    for r in rows:
+        b, a = r["metrics"]["before"], r["metrics"]["after"]
+        per.append({"task": r["task"], "ratio": r["ratios"]["before/after"], "A_f_after": a["A_f"],
+                    "A_r_after_minus_before": a["A_r"] - b["A_r"],
+                    "met": r["ratios"]["before/after"] >= 3 and a["A_f"] <= 1 and abs(a["A_r"] - b["A_r"]) <= 0.3})
+    met = all(p["met"] for p in per)
+    line = ("requirement (>= 3x, A_f <= 1 %, |A_r - before| <= 0.3 on every task): " + ("MET" if met else "NOT MET")
+            + "; " + "; ".join(f"{p['task']}: {p['ratio']:.1f}x, A_f {p['A_f_after']:.2f}, A_r "
+                               f"{p['A_r_after_minus_before']:+.2f}" for p in per))
+    return {"met": met, "tasks": per, "line": line}
+
+
+def figure(rows: list[dict], path: Path, after: str) -> None:
     import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = [("before", "cpu-kd-head, before"), ("default_now", "cpu-kd-head, fixed features"),
-             ("after", "cpu-kd-head-goal"), ("after_shared", "cpu-kd-head-goal, shared set"),
+             ("after", after), ("after_shared", f"{after}, shared set"),
              ("synth_embed", "synthetic embeddings")]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.16
@@ -175,27 +193,35 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=json.loads, default=[[1], [5], [8]], help="forget tasks (JSON list of lists)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks" / "dsda_speed.json")
+    p.add_argument("--after", default=AFTER, choices=sorted(dsda.RECIPES), metavar="RECIPE",
+                   help=f"the faster recipe measured against {BEFORE} (default {AFTER})")
+    p.add_argument("--out", type=Path, default=None, help="the JSON to write (default results/benchmarks/"
+                   "dsda_speed.json, or dsda_speed-RECIPE.json for another --after)")
     args = p.parse_args(argv)
+    if args.out is None:
+        stem = "dsda_speed" if args.after == AFTER else f"dsda_speed-{args.after}"
+        args.out = ROOT / "results" / "benchmarks" / f"{stem}.json"
     start = machine()
     print("machine:", json.dumps(start), flush=True)
     original = dsda.original_model("cpu", progress=False)
-    dsda_run(AFTER, args.tasks[0], True)                     # warm-up (first-use imports), not timed
+    dsda_run(args.after, args.tasks[0], True)                # warm-up (first-use imports), not timed
     dsda_run(BEFORE, args.tasks[0], False)
-    shared = dsda.synthetic_set_for("dsda_kd_head", "cpu", seed=0, recipe=AFTER)
+    shared = dsda.synthetic_set_for("dsda_kd_head", "cpu", seed=0, recipe=args.after)
     rows = []
     for task in args.tasks:
-        rows.append(measure_task(task, shared, original, args.repeats))
+        rows.append(measure_task(task, shared, original, args.repeats, args.after))
         rows[-1]["ratios"] = ratios(rows[-1])
         print_row(rows[-1])
     end = machine()
     print("load average before / after:", start["loadavg"], end["loadavg"], flush=True)
     out = {"command": "python " + " ".join(["benchmarks/dsda_speed.py", *(argv or sys.argv[1:])]),
            "machine_start": start, "machine_end": end, "provenance": provenance("cpu"), "repeats": args.repeats,
-           "recipes": {"before": BEFORE, "after": AFTER}, "shared_set_synthesis_s": shared.wall_time, "tasks": rows,
+           "recipes": {"before": BEFORE, "after": args.after}, "shared_set_synthesis_s": shared.wall_time, "tasks": rows,
            "min_ratio_before_after": min(r["ratios"]["before/after"] for r in rows)}
+    out["requirement"] = requirement(rows)
+    print(out["requirement"]["line"], flush=True)
     atomic_write_json(args.out, out)
-    figure(rows, args.out.with_suffix(".png"))
+    figure(rows, args.out.with_suffix(".png"), args.after)
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}; smallest before/after ratio "
           f"{out['min_ratio_before_after']:.2f}x", flush=True)
 

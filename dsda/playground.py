@@ -31,9 +31,12 @@ PROGRESS = {"synthesis": 30, "damo": 80, "done": 100}   # where each stage ends 
 
 
 def recipes_for(profile: str | Profile) -> list[str]:
-    """The registered recipes sized for this profile's family (cpu: cpu-*, smoke: smoke*, paper: paper*)."""
+    """The registered recipes sized for this profile's family (cpu: cpu-*, smoke: smoke*, paper: paper*), and the
+    recipes that this family's tuning studies registered (cpu: val-*, tuned on cpu-val; dsda/tune/spaces.py)."""
+    from .tune.spaces import STUDIES
     family = profile_family(profile)
-    return sorted(n for n in RECIPES if n == family or n.startswith(family + "-"))
+    tuned = {s.registers for s in STUDIES.values() if s.family == family and s.kind == "dsda"}
+    return sorted(n for n in RECIPES if n == family or n.startswith(family + "-") or n in tuned)
 
 
 def gaps(metrics: dict[str, Any], reference: dict[str, Any], keys=READOUT_KEYS) -> dict[str, float]:

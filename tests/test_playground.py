@@ -12,6 +12,7 @@ import dsda  # noqa: E402
 from dsda import playground as pg  # noqa: E402
 from dsda.data import dataset_info  # noqa: E402
 from dsda.profiles import get_profile  # noqa: E402
+from dsda.recipes import RECIPES  # noqa: E402
 from dsda.sampler import DEFAULT_ALPHA  # noqa: E402
 from dsda.unlearn import synthetic_set  # noqa: E402
 
@@ -26,7 +27,8 @@ def test_gaps_are_the_metric_minus_the_retrained_models():
 
 def test_the_recipe_menu_holds_the_profile_familys_recipes():
     assert pg.recipes_for("smoke") == ["smoke", "smoke-kd-head", "smoke-retrain-like"]
-    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-kd-head-goal", "cpu-paper", "cpu-retrain-like"]
+    assert pg.recipes_for("cpu") == ["cpu-ce-all", "cpu-kd-head", "cpu-kd-head-goal", "cpu-paper", "cpu-retrain-like",
+                                     *sorted(n for n in RECIPES if n.startswith("val-"))]   # tuned on cpu-val
     assert pg.recipes_for("paper-fmnist") == ["paper", "paper-kd-head", "paper-retrain-like"]
 
 
