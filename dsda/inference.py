@@ -45,9 +45,18 @@ def _model_on(model: nn.Module, dev: torch.device) -> nn.Module:
     return copy.deepcopy(model).to(dev)
 
 
+def _cl_strides(shape: torch.Size) -> tuple[int, ...]:
+    """The strides `.to(memory_format=torch.channels_last)` gives an (N, C, H, W) tensor: (CHW, 1, WC, C)."""
+    _, c, h, w = shape
+    return (c * h * w, 1, w * c, c)
+
+
 def _channels_last(model: nn.Module) -> bool:
-    w = next((p for p in model.parameters() if p.ndim == 4), None)
-    return w is None or w.is_contiguous(memory_format=torch.channels_last)
+    """Every 4-D parameter has the canonical channels_last strides. Not `is_contiguous(channels_last)`: that also
+    accepts a (32, 1, 3, 3) weight with the default strides (a size-1 dim's stride is ignored), and oneDNN then
+    runs another kernel, whose features differ in the last bit from the canonical layout's; so two models with the
+    same weights gave different probabilities by the history of their layout (the backbone cache mixed them)."""
+    return all(tuple(p.stride()) == _cl_strides(p.shape) for p in model.parameters() if p.ndim == 4)
 
 
 def _check_inputs(model, x, batch_size) -> None:

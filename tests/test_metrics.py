@@ -556,3 +556,25 @@ def test_the_reference_metrics_memo_gives_every_metric_of_a_fresh_evaluation(mon
     got = M.reference_evaluation(oracle, prof, [3], 0, torch.device("cpu"), data)[0]
     got["A_r"] = -1.0
     assert M.reference_evaluation(oracle, prof, [3], 0, torch.device("cpu"), data)[0]["A_r"] != -1.0
+
+
+def test_probabilities_do_not_depend_on_the_layout_history_of_equal_weights():
+    """Issue 15: the cpu model's first conv weight is (32, 1, 3, 3). Loaded from its checkpoint it has the default
+    strides, which `is_contiguous(channels_last)` also accepts; an unlearned copy (`.to(channels_last)`) has the
+    canonical ones. oneDNN ran other kernels for the two, so equal weights gave features 1 ulp apart, and the
+    backbone cache handed one model's features to the other. Inference now runs every model in the canonical
+    layout: the same weights give the same bits, through forward or through the cache."""
+    import copy
+
+    import dsda
+    from dsda import inference as I
+    from dsda.data import load_dataset
+    loaded = dsda.original_model("cpu", progress=False)
+    moved = copy.deepcopy(loaded).to(memory_format=torch.channels_last)
+    w0, w1 = loaded.stages[0][0].weight, moved.stages[0][0].weight
+    assert torch.equal(w0, w1) and w0.stride() != w1.stride()        # the two layouts this test is about
+    x = load_dataset("fashion_mnist", "test").x[:2048]
+    assert torch.equal(I.predict_proba(loaded, x, 1024, "cpu"), I.predict_proba(moved, x, 1024, "cpu"))
+    net = I._net(moved, torch.device("cpu"), True)
+    feats = I._features(I._net(loaded, torch.device("cpu"), True), x, 1024, torch.device("cpu"))
+    assert torch.equal(I._head_proba(net, feats), I.predict_proba(moved, x, 1024, "cpu"))
