@@ -497,6 +497,13 @@ def test_evaluate_on_digits_sanity_and_timing():
     assert out["A_f"] == pytest.approx(float((pc[f] * counts[f]).sum() / nf))
 
 
+def _counted(monkeypatch, module, name: str) -> list:
+    """Wrap module.name so that every call appends 1 to the returned list (and still runs the real function)."""
+    calls, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 def test_the_backbone_cache_gives_every_metric_of_the_plain_forward_pass(monkeypatch):
     """Issue 15: `evaluate` reuses a backbone's features (dsda/inference.py) for models that share it (head-only
     unlearning changes only fc). Every metric, for the original, a head-only and an all-parameter unlearned model
@@ -510,9 +517,7 @@ def test_the_backbone_cache_gives_every_metric_of_the_plain_forward_pass(monkeyp
     changed, _ = dsda.unlearn(original, [3], "smoke", seed=0, recipe="smoke", device="cpu", nfe=4, synthetic=syn,
                               max_steps=5)
     assert not torch.equal(head_only.fc.weight, original.fc.weight)
-    calls = []
-    real = I._features
-    monkeypatch.setattr(I, "_features", lambda *a: calls.append(1) or real(*a))
+    calls = _counted(monkeypatch, I, "_features")
 
     def every_metric(cache: bool) -> list[dict]:
         monkeypatch.setattr(I, "BACKBONE_CACHE", cache)
@@ -535,9 +540,7 @@ def test_the_reference_metrics_memo_gives_every_metric_of_a_fresh_evaluation(mon
     oracle = dsda.retrain_model("smoke", [3], progress=False)
     other, _ = dsda.unlearn(original, [3], "smoke", seed=0, recipe="smoke-kd-head", device="cpu", nfe=4,
                             max_steps=10)
-    fits = []
-    real = M.mia_confidence_svc
-    monkeypatch.setattr(M, "mia_confidence_svc", lambda *a: fits.append(1) or real(*a))
+    fits = _counted(monkeypatch, M, "mia_confidence_svc")
 
     def every_metric(memo: bool) -> list[dict]:
         monkeypatch.setattr(M, "REFERENCE_CACHE", memo)
