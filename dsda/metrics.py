@@ -220,10 +220,15 @@ def _model_fingerprint(model: nn.Module) -> tuple[str, str]:
     return f"{type(model).__module__}.{type(model).__qualname__}|{model!r}", state_digest(model.state_dict())
 
 
+def _images_key(train_x: torch.Tensor, idx: torch.Tensor, test_x: torch.Tensor) -> tuple:
+    """Which images an evaluation reads: identity and in-place version of both tensors, and the train subset."""
+    return (id(train_x), train_x._version, id(test_x), test_x._version, hash(idx.numpy().tobytes()), len(idx))
+
+
 def _cached_proba(model: nn.Module, train_x: torch.Tensor, idx: torch.Tensor, test_x: torch.Tensor,
                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities on train_x[idx], probabilities on test_x), from the cache when possible."""
-    images = (id(train_x), train_x._version, id(test_x), test_x._version, hash(idx.numpy().tobytes()), len(idx))
+    images = _images_key(train_x, idx, test_x)
     # CPU sums depend on the thread count, so probabilities computed with other threads are not reused
     key = (_model_fingerprint(model), *images, batch_size, str(device), torch.get_num_threads())
     hit = _PROBA_CACHE.pop(key, None)
@@ -266,8 +271,7 @@ def reference_evaluation(reference: nn.Module, prof: Profile, forget_classes: Se
     if not REFERENCE_CACHE:
         return fresh()
     key = (_model_fingerprint(reference), prof.name, tuple(int(c) for c in forget_classes), seed, str(device),
-           torch.get_num_threads(), inference.BACKBONE_CACHE, id(train.x), train.x._version, id(test.x),
-           test.x._version, hash(idx.numpy().tobytes()))
+           torch.get_num_threads(), inference.BACKBONE_CACHE, _images_key(train.x, idx, test.x))
     hit = _REFERENCE_METRICS.pop(key, None)
     if hit is None or hit[0] is not train.x or hit[1] is not test.x:   # the entry holds its images: ids stay unique
         hit = (train.x, test.x, fresh())
