@@ -285,11 +285,9 @@ def update_golden(only: Iterable[str] | None = None, timeout_s: int | None = Non
             out = nbformat.read(tmp, as_version=4)
         finally:
             tmp.unlink(missing_ok=True)
-        out.metadata.pop("papermill", None)  # timings and paths: noise in the diff
-        for cell in out.cells:
-            cell.metadata.pop("papermill", None)
-            cell.metadata.pop("execution", None)
-            if cell.metadata.get("tags") == []:   # papermill adds empty tags; `notebooks build` writes none
-                cell.metadata.pop("tags")
         atomic_write_bytes(nb, (nbformat.writes(out) + "\n").encode())
+        # The kernel writes its own language_info and papermill its timings into the metadata: rebuilding
+        # from the source keeps only the outputs, so the golden is byte for byte what `notebooks build`
+        # writes (tests/test_notebook_sources.py checks that build changes nothing).
+        build_notebook(notebooks_dir() / "src" / f"{nb.stem}.py", nb)
         print(f"golden {nb.name}: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -80,3 +80,34 @@ def test_sources_are_read_as_jupytext_reads_them():
         {"cell_type": "code", "source": "%matplotlib inline", "tags": []},
     ]
     assert all(c.metadata in ({}, {"tags": ["parameters"]}) for c in R.read_source(text).cells)
+
+
+def test_golden_run_writes_what_build_writes(tree, monkeypatch, capsys):
+    """update_golden's papermill run leaves the kernel's language_info, papermill's timings and empty tags in
+    the notebook; the golden it writes must still be what `notebooks build` writes, outputs kept."""
+    import nbformat
+    import papermill
+
+    def fake_execute(src, out, **_):   # what a real execution adds, without a kernel
+        nb = nbformat.read(src, as_version=4)
+        nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "file_extension": ".py"}
+        nb.metadata["papermill"] = {"duration": 1.0}
+        for cell in nb.cells:
+            cell.metadata["papermill"] = {"duration": 0.1}
+            cell.metadata.setdefault("tags", [])
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        code[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="fresh\n")]
+        nbformat.write(nb, out)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    stem = "00_original_and_oracle"
+    R.update_golden(only=["00"])
+    golden = (tree / f"{stem}.ipynb").read_bytes()
+    assert b"fresh" in golden, "the run's outputs are kept"
+    nb = json.loads(golden)
+    assert nb["metadata"] == json.loads((NOTEBOOKS / f"{stem}.ipynb").read_text())["metadata"]
+    assert all("papermill" not in c["metadata"] and c["metadata"].get("tags") != [] for c in nb["cells"])
+    capsys.readouterr()
+    assert cli.main(["notebooks", "build"]) == 0
+    assert "built" not in capsys.readouterr().out
+    assert (tree / f"{stem}.ipynb").read_bytes() == golden
