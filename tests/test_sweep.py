@@ -182,12 +182,43 @@ def test_verify_names_the_machines_when_the_store_was_written_on_another_kind(sm
     moved = Store(shutil.copytree(smoke_dask[0].root, stores / "moved"))
     for r in moved.records():
         if r["kind"] == "result":
-            r["provenance"]["device_name"] = "Some Other CPU (1 threads)"
+            r["provenance"].update(device_name="Some Other CPU (1 threads)", cpu_capability="AVX2")
             moved.write(r)
     rows = verify("smoke", 1, store=str(moved.root), progress=False)
     assert rows[0]["ok"] and rows[0]["same_machine"] is False            # the metrics still come back here
-    assert rows[0]["stored_on"] == "Some Other CPU (1 threads)" and rows[0]["rerun_on"].endswith("(1 threads)")
-    assert "stored on Some Other CPU (1 threads), rerun on" in machine_note(rows)
+    assert rows[0]["stored_on"] == "Some Other CPU (1 threads) AVX2"
+    assert "(1 threads) " in rows[0]["rerun_on"]                         # the rerun names its capability too
+    assert "stored on Some Other CPU (1 threads) AVX2, rerun on" in machine_note(rows)
+
+
+def _retag(store: Store, **provenance) -> None:
+    for r in store.records():
+        if r["kind"] == "result":
+            r["provenance"].update(provenance)
+            for k in [k for k, v in provenance.items() if v is None]:
+                r["provenance"].pop(k)
+            store.write(r)
+
+
+def test_verify_tells_one_cpu_name_with_another_capability_apart(smoke_dask, stores):
+    """An AVX2 and an AVX-512 AMD EPYC share their name and differ in their last bits: the kind is both."""
+    here = verify("smoke", 1, store=str(smoke_dask[0].root), progress=False)[0]["rerun_on"]
+    name, capability = here.rsplit(" ", 1)
+    other = "AVX2" if capability != "AVX2" else "AVX512"
+    moved = Store(shutil.copytree(smoke_dask[0].root, stores / "other-capability"))
+    _retag(moved, cpu_capability=other)
+    rows = verify("smoke", 1, store=str(moved.root), progress=False)
+    assert rows[0]["same_machine"] is False and rows[0]["stored_on"] == f"{name} {other}"
+    assert f"stored on {name} {other}, rerun on {here}" in machine_note(rows)
+
+
+def test_verify_says_when_the_stored_run_names_no_capability(smoke_dask, stores):
+    """Records written before provenance carried the CPU capability: same name, kind not known."""
+    old = Store(shutil.copytree(smoke_dask[0].root, stores / "no-capability"))
+    _retag(old, cpu_capability=None)
+    rows = verify("smoke", 1, store=str(old.root), progress=False)
+    assert rows[0]["ok"] and rows[0]["same_machine"] is None
+    assert "name no CPU capability" in machine_note(rows) and "another machine" not in machine_note(rows)
 
 
 # ----------------------------------------------------------------------------- plans
