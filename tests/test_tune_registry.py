@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Studies not complete yet (docs/PROTOCOL.md, 5: the commands that run them; each resumes from its storage).
 UNFINISHED = {name: f"python -m dsda tune {name}" for name in (
-    "random_labels", "scar")}
+    "scar",)}
 CPU_STUDIES = sorted(n for n, s in spaces.STUDIES.items() if s.family == "cpu")
 
 
