@@ -136,7 +136,8 @@ VAL_TUNED = {
              kd_temperature=7.656678883808144)),
     # not the cpu default: on the REPORT tasks 1 / 5 / 8 it ran 19.9 / 18.7 / 16.6x faster than cpu-kd-head with A_f 0,
     # but A_r -0.23 / -0.42 / -0.96 points from cpu-kd-head's (issue 15's bar: within 0.3; results/benchmarks/
-    # dsda_speed-val-kd-head-goal.json, `python benchmarks/dsda_speed.py --after val-kd-head-goal`)
+    # dsda_speed-val-kd-head-goal.json, `python benchmarks/dsda_speed.py --after val-kd-head-goal`); over seeds 0-2,
+    # A_r -0.38 points, 95 % CI [-0.59, -0.17], n = 9 (benchmarks/dsda_speed_seeds.py)
     "val-kd-head-goal": ("cpu-kd-head-goal", "kd_head_goal", 7, 0.9956597222222197,
         dict(lr=0.019982682096073394, forget_bound=0.978458113680061, patience=5, kd_temperature=1.2128834801397363,
              c=0.5826728123851814, target_energy=0.0951635821850326, nfe=20, n_per_class=22)),

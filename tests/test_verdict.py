@@ -115,3 +115,30 @@ def test_pairs_from_rows():
         pairs_from_rows(rows + [rows[0]], "A", "A_r")
     with pytest.raises(ValueError, match="no row"):
         pairs_from_rows(rows, "C", "A_r")
+
+
+# ----------------------------------------------------------------------------- benchmarks/dsda_speed_seeds.py
+
+def _speed_seeds():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "dsda_speed_seeds.py"
+    spec = importlib.util.spec_from_file_location("dsda_speed_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shift, expected", [(0.0, "holds"), (-1.0, "does not hold"), (-0.3, "inconclusive")])
+def test_speed_seeds_verdicts_follow_the_rule(shift, expected):
+    """Issue 15's bar over seeds: after's A_r shifted by `shift` from before's (plus small noise)."""
+    noise = [0.02, -0.01, 0.0, 0.03, -0.02, 0.01]
+    rows = [{"task": [c], "seed": s, "before": {"A_r": 91.0 + 0.01 * s, "A_f": 0.0},
+             "after": {"A_r": 91.0 + shift + noise[2 * s + i], "A_f": 0.5 + 0.1 * i}}
+            for s in (0, 1, 2) for i, c in enumerate((1, 5))]
+    out = _speed_seeds().verdicts(rows)
+    assert out["A_r(after) - A_r(before)"]["verdict"] == expected
+    assert out["A_r(after) - A_r(before)"]["n"] == 6
+    assert out["A_f(after)"]["verdict"] == "holds"                       # 0.5-0.6 %, below 1 %
+    own = out["A_r(before, seed s) - A_r(before, seed 0)"]
+    assert own["verdict"] == "holds" and own["n"] == 4 and own["mean"] == pytest.approx(0.015)
