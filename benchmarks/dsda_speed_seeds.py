@@ -2,6 +2,7 @@
 
     python benchmarks/dsda_speed_seeds.py                          # val-kd-head-goal, tasks 1, 5, 8, seeds 0-2
     python benchmarks/dsda_speed_seeds.py --after cpu-kd-head-goal --seeds 0 1 2 3 4
+    python benchmarks/dsda_speed_seeds.py --on dev                 # the same bar on dev tasks 3, 0, 7, validation
 
 `benchmarks/dsda_speed.py` checks the bar once per task, on method seed 0. A retain accuracy moves with the seed of
 the synthesis and of DAMO's batches, so one run per task cannot tell a recipe that is worse from one that drew
@@ -14,8 +15,14 @@ applies dsda.verdict's rule to the paired differences:
 - and, as the bar's own resolution, the same "within 0.3" claim for cpu-kd-head at seed s against cpu-kd-head at
   seed 0 (s > 0): if today's recipe does not meet the bar against itself, no recipe can be shown to meet it.
 
+`--on dev` asks the same question where a recipe may be chosen: the dev tasks (dsda.protocol; default classes 3,
+0, 7) of the cpu-val profile, each seed with its own original (pretrained/cpu-val), metrics on the VALIDATION split
+(dsda.tune.objective.validation_metrics) with the test split locked (dsda.data.guard.forbid_split). This is the
+check a faster recipe has to pass before it is measured on the report tasks.
+
 Timing is not measured here (dsda_speed.py does that side by side). Output: results/benchmarks/
-dsda_speed_seeds-RECIPE.json with every run's metrics, the verdicts and the provenance.
+dsda_speed_seeds-RECIPE.json (`--on dev`: dsda_speed_seeds-dev-RECIPE.json) with every run's metrics, the
+verdicts and the provenance.
 """
 from __future__ import annotations
 
@@ -42,7 +49,23 @@ def run(recipe: str, task: list[int], seed: int) -> dict:
     return {k: float(out[k]) for k in METRICS}
 
 
-def verdicts(rows: list[dict]) -> dict:
+def run_dev(recipe: str, task: list[int], seed: int, data) -> dict:
+    """The validation-split metrics of one DSDA run on cpu-val, the original of the same seed (no test image)."""
+    from dsda.tune.objective import validation_metrics
+    _, model, _ = dsda.run_method("dsda_kd_head", "cpu-val", forget_classes=task, seed=seed, model_seed=seed,
+                                  evaluate=False, progress=False, return_model=True, recipe=recipe)
+    out = validation_metrics(model, data, task)
+    return {k: float(out[k]) for k in METRICS}
+
+
+def check_dev_tasks(tasks: list[int]) -> None:
+    from dsda.protocol import dev_tasks
+    allowed = sorted(t[0] for t in dev_tasks("cpu") if len(t) == 1)
+    if any(c not in allowed for c in tasks):
+        raise SystemExit(f"--tasks with --on dev must be single-class dev tasks {allowed}, got {tasks}")
+
+
+def verdicts(rows: list[dict], profile: str | None = "cpu") -> dict:
     """The rule on the paired differences: after vs before, and before at seed s vs before at seed 0."""
     key = lambda r: (tuple(r["task"]), r["seed"])   # noqa: E731
     before = {key(r): r["before"]["A_r"] for r in rows}
@@ -55,7 +78,7 @@ def verdicts(rows: list[dict]) -> dict:
               (Claim("A_r(before, seed s) - A_r(before, seed 0)", 0.3, "within"), self_a, seed0)]
     out = {}
     for claim, a, b in claims:
-        v = paired_verdict(claim, a, b, profile="cpu")       # dev tasks, were any given, are dropped
+        v = paired_verdict(claim, a, b, profile=profile)     # "cpu": dev tasks, were any given, are dropped
         out[claim.name] = {"verdict": v.verdict, "n": v.n, "mean": v.mean, "ci": list(v.ci),
                            "p_wilcoxon": v.p_wilcoxon, "side": claim.side, "threshold": claim.threshold,
                            "excluded_dev": [list(map(str, k)) for k in v.excluded_dev], "text": v.text()}
@@ -65,25 +88,52 @@ def verdicts(rows: list[dict]) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--after", default="val-kd-head-goal", choices=sorted(dsda.RECIPES), metavar="RECIPE")
-    p.add_argument("--tasks", type=int, nargs="+", default=[1, 5, 8], help="single forget classes (report tasks)")
+    p.add_argument("--on", choices=("report", "dev"), default="report",
+                   help="report: cpu, test split (default); dev: cpu-val, validation split, dev tasks only")
+    p.add_argument("--tasks", type=int, nargs="+", default=None,
+                   help="single forget classes (default: report 1 5 8; dev 3 0 7)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="method seeds (at least two)")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if len(set(args.seeds)) < 2:
         p.error(f"--seeds needs at least two distinct seeds, got {args.seeds}")
+    dev = args.on == "dev"
+    args.tasks = args.tasks or ([3, 0, 7] if dev else [1, 5, 8])
+    if dev:
+        from dsda.data.guard import forbid_split
+        from dsda.tune.objective import load_validation
+        check_dev_tasks(args.tasks)
+        data = load_validation("cpu-val")
+        guard = forbid_split("test", "benchmarks/dsda_speed_seeds.py --on dev chooses nothing on the test split")
+        one = lambda recipe, task, seed: run_dev(recipe, task, seed, data)   # noqa: E731
+    else:
+        import contextlib
+        guard, one = contextlib.nullcontext(), run
+    with guard:
+        rows = measure(args, one)
+    _finish(args, rows, dev)
+
+
+def measure(args, one) -> list[dict]:
     rows = []
     for seed in args.seeds:
         for c in args.tasks:
-            before, after = run(BEFORE, [c], seed), run(args.after, [c], seed)
+            before, after = one(BEFORE, [c], seed), one(args.after, [c], seed)
             rows.append({"task": [c], "seed": seed, "before": before, "after": after})
             r = rows[-1]
             print(f"forget {c} seed {seed}: before A_f {r['before']['A_f']:.2f} A_r {r['before']['A_r']:.2f}; "
                   f"after A_f {r['after']['A_f']:.2f} A_r {r['after']['A_r']:.2f}", flush=True)
-    out = {"command": "python " + " ".join(["benchmarks/dsda_speed_seeds.py", *(argv or sys.argv[1:])]),
-           "recipes": {"before": BEFORE, "after": args.after}, "rows": rows, "verdicts": verdicts(rows),
-           "provenance": provenance("cpu")}
+    return rows
+
+
+def _finish(args, rows: list[dict], dev: bool) -> None:
+    out = {"command": "python " + " ".join(["benchmarks/dsda_speed_seeds.py", *args.argv]),
+           "on": args.on, "profile": "cpu-val" if dev else "cpu", "split": "val" if dev else "test",
+           "recipes": {"before": BEFORE, "after": args.after}, "rows": rows,
+           "verdicts": verdicts(rows, None if dev else "cpu"), "provenance": provenance("cpu")}
     for name, v in out["verdicts"].items():
         print(f"{name}: {v['text']}", flush=True)
-    path = ROOT / "results" / "benchmarks" / f"dsda_speed_seeds-{args.after}.json"
+    path = ROOT / "results" / "benchmarks" / f"dsda_speed_seeds-{'dev-' if dev else ''}{args.after}.json"
     atomic_write_json(path, out)
     print(f"wrote {path}", flush=True)
 
